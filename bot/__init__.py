@@ -1,0 +1,1 @@
+"""ollacord: a Discord bot that streams answers from local Ollama models."""

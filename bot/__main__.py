@@ -1,0 +1,5 @@
+"""Composition root (placeholder until wired)."""
+
+
+def main() -> None:
+    """Entry point."""

@@ -1,0 +1,1 @@
+"""Test fakes: a loopback Discord server and a loopback Ollama server."""
