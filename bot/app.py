@@ -1,0 +1,83 @@
+"""The discord.py client: holds the injected services and loads the cogs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.ollama.client import OllamaClient
+from bot.streaming.pacing import ChannelWriteBudget
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything the Discord adapters need, built once by the composition root."""
+
+    settings: Settings
+    ollama: OllamaClient
+    clock: Clock
+    budget: ChannelWriteBudget
+
+
+def bot_intents() -> discord.Intents:
+    """Default intents plus message content, which reply chains need."""
+    intents = discord.Intents.default()
+    intents.message_content = True
+    return intents
+
+
+class OllacordBot(commands.Bot):
+    """The bot: no text-prefix commands, only the chat listener and slash commands."""
+
+    def __init__(self, services: Services, *, sync_commands: bool = True, **client_options: Any) -> None:
+        client_options.setdefault("intents", bot_intents())
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            # Model output must never ping anyone, on creates and on edits alike.
+            allowed_mentions=discord.AllowedMentions.none(),
+            **client_options,
+        )
+        self.services = services
+        self.sync_commands = sync_commands
+        self.tree.on_error = self.on_app_command_error
+
+    async def setup_hook(self) -> None:
+        """Load the cogs and publish the slash commands."""
+        from bot.cogs.chat import ChatCog
+
+        await self.add_cog(ChatCog(self, self.services))
+        if self.sync_commands:
+            synced = await self.tree.sync()
+            log.info("synced %d slash commands", len(synced))
+
+    async def on_ready(self) -> None:
+        """Say who we are once connected."""
+        user = self.user
+        log.info("connected to Discord as %s (id %s) in %d server(s)", user, user.id if user else "?", len(self.guilds))
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        """Text-prefix commands are not used; the chat cog listens to messages itself."""
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction[discord.Client], error: app_commands.AppCommandError
+    ) -> None:
+        """Log the failure and tell the user briefly, never with a traceback."""
+        log.error("slash command /%s failed", interaction.command.name if interaction.command else "?", exc_info=error)
+        text = "Sorry, something went wrong with that command. The details are in the bot's log."
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException:
+            log.warning("could not report the command failure to the user")

@@ -1,0 +1,131 @@
+"""Start-up configuration: every setting parsed and validated once into one typed object."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from bot.ollama.host import normalize_ollama_host
+
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+DEFAULT_MODEL = "llama3.2"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """One or more configuration problems, all reported together."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+    def __str__(self) -> str:
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        return f"ollacord cannot start, the configuration has {len(self.problems)} problem(s):\n{lines}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything ollacord reads from the environment (and `.env`)."""
+
+    discord_token: str
+    ollama_host: str = DEFAULT_OLLAMA_HOST
+    ollama_model: str = DEFAULT_MODEL
+    data_dir: Path = Path("data")
+    log_level: str = "INFO"
+    edit_interval: float = 1.0
+    first_token_timeout: float = 600.0
+    stream_inactivity_timeout: float = 120.0
+    history_max_messages: int = 25
+    history_max_chars: int = 24_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Parse and validate `env`; raise ConfigError listing every problem at once."""
+        problems: list[str] = []
+
+        def get(key: str) -> str:
+            return env.get(key, "").strip()
+
+        def parsed(key: str, default: T, convert: Callable[[str], T], describe: str) -> T:
+            raw = get(key)
+            if not raw:
+                return default
+            try:
+                return convert(raw)
+            except ValueError as exc:
+                detail = str(exc) if isinstance(exc, _RangeError) else describe
+                problems.append(f"{key}={raw!r}: {detail}")
+                return default
+
+        token = get("DISCORD_TOKEN")
+        if not token:
+            problems.append(
+                "DISCORD_TOKEN is not set: copy the bot token from the Discord developer portal "
+                "(Applications > your app > Bot > Reset Token) into .env"
+            )
+        elif token.lower().startswith("bot "):
+            token = token[4:].strip()
+
+        host = DEFAULT_OLLAMA_HOST
+        raw_host = get("OLLAMA_HOST")
+        if raw_host:
+            try:
+                host = normalize_ollama_host(raw_host)
+            except ValueError as exc:
+                problems.append(f"OLLAMA_HOST={raw_host!r}: {exc}")
+
+        model = get("OLLAMA_MODEL") or DEFAULT_MODEL
+        if any(ch.isspace() for ch in model):
+            problems.append(f"OLLAMA_MODEL={model!r}: a model name has no spaces (e.g. llama3.2 or qwen3:8b)")
+
+        level = (get("LOG_LEVEL") or "INFO").upper()
+        if level not in LOG_LEVELS:
+            problems.append(f"LOG_LEVEL={get('LOG_LEVEL')!r}: use one of {', '.join(LOG_LEVELS)}")
+            level = "INFO"
+
+        settings = cls(
+            discord_token=token,
+            ollama_host=host,
+            ollama_model=model,
+            data_dir=Path(get("DATA_DIR") or "data"),
+            log_level=level,
+            edit_interval=parsed(
+                "EDIT_INTERVAL", 1.0, _bounded(float, 0.2, 10.0), "a number of seconds between 0.2 and 10"
+            ),
+            first_token_timeout=parsed(
+                "OLLAMA_FIRST_TOKEN_TIMEOUT", 600.0, _bounded(float, 1.0, 86_400.0), "a number of seconds"
+            ),
+            stream_inactivity_timeout=parsed(
+                "OLLAMA_STREAM_TIMEOUT", 120.0, _bounded(float, 1.0, 86_400.0), "a number of seconds"
+            ),
+            history_max_messages=parsed("HISTORY_MAX_MESSAGES", 25, _bounded(int, 1, 500), "a whole number"),
+            history_max_chars=parsed("HISTORY_MAX_CHARS", 24_000, _bounded(int, 200, 2_000_000), "a whole number"),
+        )
+        if problems:
+            raise ConfigError(problems)
+        return settings
+
+    @property
+    def log_level_number(self) -> int:
+        """The numeric logging level."""
+        return logging.getLevelNamesMapping()[self.log_level]
+
+
+class _RangeError(ValueError):
+    """A value that parsed but lies outside its allowed range."""
+
+
+def _bounded(convert: Callable[[str], T], low: float, high: float) -> Callable[[str], T]:
+    def check(raw: str) -> T:
+        value = convert(raw)
+        if not low <= value <= high:  # type: ignore[operator]
+            raise _RangeError(f"must be between {low:g} and {high:g}")
+        return value
+
+    return check

@@ -1,0 +1,136 @@
+"""Discord adapters for the pure core: discord.py objects to plain records, and reply sinks."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from types import TracebackType
+from typing import Any
+
+import discord
+
+from bot.conversation import ChatRecord, clean_prompt
+from bot.streaming.relay import ReplyGone
+
+log = logging.getLogger(__name__)
+
+NO_PINGS = discord.AllowedMentions.none()
+
+
+def to_record(message: discord.Message, *, bot_id: int) -> ChatRecord:
+    """A plain record of `message` for conversation building."""
+    from_bot = message.author.id == bot_id
+    if from_bot:
+        content = message.content
+    else:
+        names = {user.id: user.display_name for user in message.mentions}
+        content = clean_prompt(message.content, bot_id=bot_id, names=names)
+    return ChatRecord(
+        id=message.id,
+        author_id=message.author.id,
+        author_name=message.author.display_name,
+        content=content,
+        from_bot=from_bot,
+    )
+
+
+class _Typing:
+    """Holds discord.py's typing context open between start_waiting and stop_waiting."""
+
+    def __init__(self, channel: discord.abc.Messageable) -> None:
+        self._context: Any = channel.typing()
+        self._active = False
+
+    async def start(self) -> None:
+        if not self._active:
+            await self._context.__aenter__()
+            self._active = True
+
+    async def stop(self) -> None:
+        if self._active:
+            self._active = False
+            exit_args: tuple[type[BaseException] | None, BaseException | None, TracebackType | None] = (None, None, None)
+            with contextlib.suppress(discord.HTTPException):
+                await self._context.__aexit__(*exit_args)
+
+
+class ChannelReplySink:
+    """Shows a reply as channel messages: the first replies to the prompt, later parts to the previous part."""
+
+    def __init__(self, prompt: discord.Message) -> None:
+        self._prompt = prompt
+        self._typing = _Typing(prompt.channel)
+
+    @property
+    def channel_key(self) -> int:
+        """The prompt's channel id."""
+        return self._prompt.channel.id
+
+    async def start_waiting(self) -> None:
+        """Show the typing indicator."""
+        await self._typing.start()
+
+    async def stop_waiting(self) -> None:
+        """Stop the typing indicator."""
+        await self._typing.stop()
+
+    async def send(self, content: str, *, after: object | None, streaming: bool) -> object:
+        """Post a part, as a reply so the chain of parts stays walkable."""
+        target = self._prompt if after is None else after
+        assert isinstance(target, discord.Message)
+        try:
+            return await self._prompt.channel.send(
+                content,
+                reference=target.to_reference(fail_if_not_exists=False),
+                allowed_mentions=NO_PINGS,
+            )
+        except (discord.NotFound, discord.Forbidden) as exc:
+            raise ReplyGone(str(exc)) from exc
+
+    async def edit(self, handle: object, content: str, *, streaming: bool) -> None:
+        """Edit a posted part."""
+        assert isinstance(handle, discord.Message)
+        try:
+            await handle.edit(content=content, allowed_mentions=NO_PINGS)
+        except (discord.NotFound, discord.Forbidden) as exc:
+            raise ReplyGone(str(exc)) from exc
+
+
+class InteractionReplySink:
+    """Shows a slash-command reply: the deferred original response first, then follow-ups."""
+
+    def __init__(self, interaction: discord.Interaction[Any]) -> None:
+        self._interaction = interaction
+        self.first_message_id: int | None = None
+
+    @property
+    def channel_key(self) -> int:
+        """The channel the command was used in."""
+        return self._interaction.channel_id or self._interaction.id
+
+    async def start_waiting(self) -> None:
+        """The deferred response already shows "thinking"."""
+
+    async def stop_waiting(self) -> None:
+        """Nothing to stop."""
+
+    async def send(self, content: str, *, after: object | None, streaming: bool) -> object:
+        """Fill the original response, or add a follow-up for later parts."""
+        try:
+            if after is None:
+                message: discord.Message = await self._interaction.edit_original_response(
+                    content=content, allowed_mentions=NO_PINGS
+                )
+                self.first_message_id = message.id
+                return message
+            return await self._interaction.followup.send(content, wait=True, allowed_mentions=NO_PINGS)
+        except (discord.NotFound, discord.Forbidden) as exc:
+            raise ReplyGone(str(exc)) from exc
+
+    async def edit(self, handle: object, content: str, *, streaming: bool) -> None:
+        """Edit the original response or a follow-up."""
+        assert isinstance(handle, discord.InteractionMessage | discord.WebhookMessage)
+        try:
+            await handle.edit(content=content, allowed_mentions=NO_PINGS)
+        except (discord.NotFound, discord.Forbidden) as exc:
+            raise ReplyGone(str(exc)) from exc

@@ -1,0 +1,60 @@
+"""Short user-facing texts the relay adds to a reply: errors, warnings, status lines."""
+
+from __future__ import annotations
+
+from bot.ollama.errors import (
+    ModelNotFound,
+    OllamaError,
+    OllamaFirstTokenTimeout,
+    OllamaHTTPError,
+    OllamaIncompleteStream,
+    OllamaServerBusy,
+    OllamaStalled,
+    OllamaStreamError,
+    OllamaUnreachable,
+)
+
+# "-# " is Discord's subtext markdown: small grey text under the answer. Conversation building
+# recognises these lines as the bot's own notes and keeps them out of the model's history.
+NOTE_PREFIX = "-# "
+MAX_DETAIL = 300
+
+WAITING_STATUS = "-# ⏳ Waiting for the model to load…"
+EMPTY_ANSWER = "-# (the model returned an empty answer)"
+STOPPED = "⏹️ stopped"
+SHUTDOWN = "🔄 the bot is restarting; this answer was cut short"
+
+
+def note(text: str) -> str:
+    """Format one note line."""
+    return f"{NOTE_PREFIX}{text}"
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"
+
+
+def describe_error(error: OllamaError) -> str:
+    """A short, actionable explanation of an Ollama failure (no traceback, no internals)."""
+    if isinstance(error, OllamaUnreachable):
+        return (
+            f"⚠️ Can't reach Ollama at {error.url}. Is it running? Check OLLAMA_HOST "
+            "(inside Docker, localhost is the container itself: use http://host.docker.internal:11434 "
+            "or the compose service name, e.g. http://ollama:11434)."
+        )
+    if isinstance(error, ModelNotFound):
+        return f"⚠️ Model `{error.model}` is not installed on the Ollama server. Install it with `ollama pull {error.model}`."
+    if isinstance(error, OllamaServerBusy):
+        return "⚠️ Ollama is busy (too many requests queued). Please try again in a moment."
+    if isinstance(error, OllamaHTTPError):
+        return f"⚠️ Ollama answered with an error ({error.status}): {_clip(error.message)}"
+    if isinstance(error, OllamaStreamError):
+        return f"⚠️ The model stopped with an error: {_clip(error.message)}"
+    if isinstance(error, OllamaStalled):
+        return f"⚠️ The model stopped sending for {error.seconds:g} s, so the answer was cut off here."
+    if isinstance(error, OllamaFirstTokenTimeout):
+        return f"⚠️ The model did not start answering within {error.seconds:g} s (a cold load can be slow; try again)."
+    if isinstance(error, OllamaIncompleteStream):
+        return "⚠️ The answer ended early (the stream closed before the model finished)."
+    return f"⚠️ Ollama error: {_clip(str(error))}"

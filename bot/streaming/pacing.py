@@ -1,0 +1,54 @@
+"""Edit pacing: how often one reply may be edited, and how many writes a channel can take.
+
+Discord allows about 5 message creates/edits per 5 s per channel. Each streaming reply paces
+its own edits (one busy channel never slows another), and all replies in one channel share that
+channel's write budget so together they never earn a 429.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class ChannelWriteBudget:
+    """A sliding-window count of message writes per channel (pure; the caller passes the time)."""
+
+    def __init__(self, max_writes: int = 5, window: float = 5.0, margin: float = 0.15) -> None:
+        if max_writes < 2:
+            raise ValueError("max_writes must be at least 2 (one slot is kept for final edits)")
+        self.max_writes = max_writes
+        # Our clock and Discord's never agree exactly; a little slack keeps us on the safe side.
+        self.window = window + margin
+        self._writes: dict[int, deque[float]] = {}
+
+    def delay(self, channel: int, now: float, *, forced: bool) -> float:
+        """Seconds to wait before the next write in `channel` (0 if it may go now).
+
+        Regular streaming edits leave one slot free, so a final edit or a split never has
+        to queue behind them.
+        """
+        writes = self._prune(channel, now)
+        allowed = self.max_writes if forced else self.max_writes - 1
+        excess = len(writes) - allowed + 1
+        if excess <= 0:
+            return 0.0
+        return max(0.0, writes[excess - 1] + self.window - now)
+
+    def record(self, channel: int, now: float) -> None:
+        """Count one write made at `now`."""
+        self._writes.setdefault(channel, deque()).append(now)
+
+    def _prune(self, channel: int, now: float) -> deque[float]:
+        writes = self._writes.get(channel)
+        if writes is None:
+            return deque()
+        while writes and writes[0] <= now - self.window:
+            writes.popleft()
+        if not writes:
+            del self._writes[channel]
+        return writes
+
+
+def next_edit_at(last_edit_at: float | None, interval: float) -> float:
+    """When a reply last edited at `last_edit_at` may be edited again."""
+    return float("-inf") if last_edit_at is None else last_edit_at + interval

@@ -1,0 +1,969 @@
+"""Loopback fake of the Discord gateway and REST API for end-to-end tests.
+
+``FakeDiscord`` serves the gateway websocket and the v10 REST API on one random 127.0.0.1 port so that an
+unmodified discord.py client can log in, receive dispatches and call REST endpoints. It records every REST
+call, stores every message (with its content history), enforces the Discord limits a bot is likely to hit
+(2000-character content, empty messages, 25 autocomplete choices, per-channel create/edit rate limit,
+double acknowledgement) and lets a test inject user messages, slash commands, autocomplete and button
+clicks. See /work/shared/notes/discord-protocol.md for the protocol details this mirrors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import discord
+import discord.gateway
+import discord.http
+import yarl
+from aiohttp import BodyPartReader, WSMsgType, web
+
+JOINED_AT = "2026-01-01T00:00:00.000000+00:00"
+ALL_PERMISSIONS = "2251799813685247"
+PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)  # members, presences, message_content
+CONTENT_LIMIT = 2000
+MESSAGE_ROUTE = re.compile(r"/channels/(\d+)/messages(?:/(\d+))?")
+MENTION_RE = re.compile(r"<@!?(\d+)>")
+
+Json = dict[str, Any]
+Result = tuple[int, Any]  # (status, JSON payload or None for an empty body)
+
+
+@dataclass
+class RestCall:
+    """One REST request received by the fake, with the status it was answered with."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    json: Any
+    status: int = 0
+    at: float = 0.0
+    files: list[tuple[str, bytes]] = field(default_factory=list, repr=False)
+
+    @property
+    def allowed_mentions(self) -> Any:
+        """The ``allowed_mentions`` object of the request body, if any."""
+        return self.json.get("allowed_mentions") if isinstance(self.json, dict) else None
+
+
+@dataclass
+class _Interaction:
+    id: int
+    token: str
+    type: int
+    channel_id: int
+    guild_id: int | None
+    user_id: int
+    message_id: int | None = None  # the clicked message for component interactions
+    acked: bool = False
+    response_type: int | None = None
+    original_id: int | None = None
+    followup_ids: list[int] = field(default_factory=list)
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _error(status: int, code: int, message: str, errors: Json | None = None) -> Result:
+    body: Json = {"message": message, "code": code}
+    if errors:
+        body["errors"] = errors
+    return status, body
+
+
+def _field_error(code: str, message: str) -> Json:
+    return {"_errors": [{"code": code, "message": message}]}
+
+
+def _option_type(value: Any) -> int:
+    return {bool: 5, int: 4, float: 10}.get(type(value), 3)  # STRING, INTEGER, BOOLEAN and NUMBER options
+
+
+def _json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
+    if payload is None:
+        return web.Response(status=status, headers=headers)
+    # Never web.json_response: discord.py compares the Content-Type header with == "application/json".
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
+    return web.Response(body=json.dumps(payload).encode(), status=status, headers=hdrs)
+
+
+class FakeDiscord:
+    """A fake Discord (gateway + REST) for one bot, one guild and two human users."""
+
+    def __init__(
+        self,
+        *,
+        token: str = "fake-token",
+        bot_id: int = 100,
+        bot_name: str = "ollacord",
+        application_id: int = 300,
+        guild_id: int = 400,
+        guild_name: str = "Test Guild",
+        channels: Sequence[int] = (500, 501),
+        allowed_intents: int | None = None,
+        rate_limit: tuple[int, float] | None = (5, 5.0),
+    ) -> None:
+        self.token = token
+        self.bot_id = bot_id
+        self.application_id = application_id
+        self.guild_id = guild_id
+        self.guild_name = guild_name
+        self.allowed_intents = allowed_intents
+        self.rate_limit = rate_limit
+        names = {500: "general", 501: "random"}
+        self.channel_ids: list[int] = list(dict.fromkeys([*channels]))
+        self.channel_names: dict[int, str] = {c: names.get(c, f"channel-{c}") for c in self.channel_ids}
+        self.bot_user: Json = self._user(bot_id, bot_name, None, bot=True)
+        self.users: dict[int, Json] = {
+            bot_id: self.bot_user,
+            200: self._user(200, "alice", "Alice"),
+            201: self._user(201, "bob", "Bob"),
+        }
+        self.dm_channels: dict[int, int] = {}  # DM channel id -> user id
+
+        self.port: int = 0
+        self.calls: list[RestCall] = []
+        self.messages: dict[int, Json] = {}
+        self.message_history: dict[int, list[str]] = {}
+        self.rate_limited: int = 0
+        self.rate_limit_hits: list[tuple[int, float]] = []
+        self.commands: dict[int | None, list[Json]] = {}  # guild id (None = global) -> synced commands
+        self.identify_payloads: list[Json] = []
+        self.gateway_connected = asyncio.Event()
+        self.identified = asyncio.Event()
+
+        self._next_message_id = 10000
+        self._next_interaction_id = 70000
+        self._next_attachment_id = 90000
+        self._next_command_id = 600
+        self._seq = 0
+        self._sessions = 0
+        self._sockets: set[web.WebSocketResponse] = set()  # identified (or resumed) connections
+        self._open: set[web.WebSocketResponse] = set()  # every open connection
+        self._send_lock = asyncio.Lock()
+        self._windows: dict[int, deque[float]] = {}
+        self._injected: list[list[Any]] = []  # [method, compiled regex, remaining, retry_after]
+        self._interactions: dict[str, _Interaction] = {}
+        self._runner: web.AppRunner | None = None
+        self._saved: tuple[str, yarl.URL] | None = None
+        self._routes: list[tuple[str, re.Pattern[str], Callable[[RestCall, re.Match[str]], Awaitable[Result]]]] = [
+            (m, re.compile(p), h)
+            for m, p, h in [
+                ("GET", r"/users/@me", self._get_me),
+                ("GET", r"/oauth2/applications/@me", self._get_application),
+                ("POST", r"/users/@me/channels", self._create_dm),
+                ("PUT", r"/applications/(\d+)/commands", self._put_commands),
+                ("PUT", r"/applications/(\d+)/guilds/(\d+)/commands", self._put_commands),
+                ("GET", r"/applications/(\d+)/commands", self._get_commands),
+                ("GET", r"/applications/(\d+)/guilds/(\d+)/commands", self._get_commands),
+                ("GET", r"/channels/(\d+)", self._get_channel),
+                ("POST", r"/channels/(\d+)/typing", self._typing),
+                ("POST", r"/channels/(\d+)/messages", self._create_message),
+                ("GET", r"/channels/(\d+)/messages", self._list_messages),
+                ("GET", r"/channels/(\d+)/messages/(\d+)", self._get_message),
+                ("PATCH", r"/channels/(\d+)/messages/(\d+)", self._edit_message),
+                ("DELETE", r"/channels/(\d+)/messages/(\d+)", self._delete_message),
+                ("POST", r"/interactions/(\d+)/([^/]+)/callback", self._callback),
+                ("POST", r"/webhooks/(\d+)/([^/]+)", self._followup),
+                *[
+                    (method, r"/webhooks/(\d+)/([^/]+)/messages/(@original|\d+)", self._webhook_message)
+                    for method in ("GET", "PATCH", "DELETE")
+                ],
+            ]
+        ]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def base_url(self) -> str:
+        """REST base URL, e.g. ``http://127.0.0.1:PORT/api/v10``."""
+        return f"http://127.0.0.1:{self.port}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        """Gateway websocket URL."""
+        return f"ws://127.0.0.1:{self.port}/gateway-ws"
+
+    async def start(self) -> None:
+        """Start serving on a random 127.0.0.1 port."""
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/gateway-ws", self._gateway)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+
+    async def close(self) -> None:
+        """Close open websockets and stop the server."""
+        self._sockets.clear()
+        for ws in list(self._open):
+            await ws.close(code=1001)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def patch_discord_py(self) -> None:
+        """Point discord.py's REST base and default gateway at this server."""
+        if self._saved is None:
+            self._saved = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+        discord.http.Route.BASE = self.base_url
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
+
+    def restore_discord_py(self) -> None:
+        """Undo ``patch_discord_py``."""
+        if self._saved is not None:
+            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = self._saved
+            self._saved = None
+
+    # ------------------------------------------------------------------ world objects
+
+    @staticmethod
+    def _user(uid: int, username: str, global_name: str | None, *, bot: bool = False) -> Json:
+        user: Json = {"id": str(uid), "username": username, "discriminator": "0", "global_name": global_name}
+        user.update(avatar=None, public_flags=0, flags=0)
+        if bot:
+            user["bot"] = True
+        return user
+
+    def _user_of(self, uid: int) -> Json:
+        return self.users.get(uid) or self._user(uid, f"user{uid}", None)
+
+    def _member(self, uid: int | None = None, *, permissions: str | None = None) -> Json:
+        member: Json = {"roles": [], "joined_at": JOINED_AT, "flags": 0, "deaf": False, "mute": False, "nick": None}
+        member.update(avatar=None, premium_since=None, pending=False)
+        if uid is not None:
+            member["user"] = self._user_of(uid)
+        if permissions is not None:
+            member["permissions"] = permissions
+        return member
+
+    def _channel(self, cid: int) -> Json:
+        if cid in self.dm_channels:
+            return {"id": str(cid), "type": 1, "recipients": [self._user_of(self.dm_channels[cid])]}
+        return {
+            "id": str(cid),
+            "type": 0,
+            "guild_id": str(self.guild_id),
+            "name": self.channel_names[cid],
+            "position": self.channel_ids.index(cid),
+            "permission_overwrites": [],
+            "nsfw": False,
+            "parent_id": None,
+        }
+
+    def _guild_payload(self) -> Json:
+        members = [self._member(uid) for uid in self.users]
+        everyone = {"id": str(self.guild_id), "name": "@everyone", "permissions": ALL_PERMISSIONS, "position": 0}
+        everyone.update(color=0, hoist=False, managed=False, mentionable=False, flags=0)
+        return {
+            "id": str(self.guild_id),
+            "name": self.guild_name,
+            "unavailable": False,
+            "owner_id": "200",
+            "member_count": len(members),
+            "roles": [everyone],
+            "channels": [self._channel(c) for c in self.channel_ids],
+            "members": members,
+            "preferred_locale": "en-US",
+            **{key: [] for key in ("threads", "emojis", "stickers", "features", "voice_states", "presences")},
+        }
+
+    def _known_channel(self, cid: int) -> bool:
+        return cid in self.channel_names or cid in self.dm_channels
+
+    def _guild_of(self, cid: int) -> int | None:
+        return None if cid in self.dm_channels else self.guild_id
+
+    # ------------------------------------------------------------------ messages
+
+    def _new_message(
+        self, channel_id: int, author_id: int, body: Json, *, msg_type: int = 0, files: Sequence[tuple[str, bytes]] = ()
+    ) -> Json:
+        mid = self._next_message_id
+        self._next_message_id += 1
+        msg: Json = {
+            "id": str(mid),
+            "type": msg_type,
+            "channel_id": str(channel_id),
+            "author": self._user_of(author_id),
+            "content": body.get("content") or "",
+            "timestamp": _now_iso(),
+            "edited_timestamp": None,
+            "tts": bool(body.get("tts", False)),
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": self._attachments(files),
+            "embeds": body.get("embeds") or [],
+            "components": body.get("components") or [],
+            "pinned": False,
+            "flags": int(body.get("flags") or 0),
+        }
+        guild_id = self._guild_of(channel_id)
+        if guild_id is not None:
+            msg["guild_id"] = str(guild_id)
+        if body.get("nonce") is not None:
+            msg["nonce"] = body["nonce"]
+        self.messages[mid] = msg
+        self.message_history[mid] = [msg["content"]]
+        return msg
+
+    def _attachments(self, files: Sequence[tuple[str, bytes]]) -> list[Json]:
+        out = []
+        for name, data in files:
+            aid = self._next_attachment_id
+            self._next_attachment_id += 1
+            url = f"http://127.0.0.1:{self.port}/attachments/{aid}/{name}"
+            out.append({"id": str(aid), "filename": name, "size": len(data), "url": url, "proxy_url": url})
+        return out
+
+    def _reference(self, ref: Json, channel_id: int, mode: str = "full") -> Json:
+        """message_reference + referenced_message fields for a reply to ``ref['message_id']``."""
+        target = int(ref["message_id"])
+        ref_channel = int(ref.get("channel_id") or channel_id)
+        reference: Json = {"type": 0, "message_id": str(target), "channel_id": str(ref_channel)}
+        if self._guild_of(ref_channel) is not None:
+            reference["guild_id"] = str(self._guild_of(ref_channel))
+        out: Json = {"message_reference": reference}
+        if mode == "full":
+            stored = self.messages.get(target)
+            out["referenced_message"] = (
+                None if stored is None else {k: v for k, v in stored.items() if k != "referenced_message"}
+            )
+        elif mode == "null":
+            out["referenced_message"] = None
+        elif mode != "absent":
+            raise ValueError(f"reference_mode must be full, null or absent, not {mode!r}")
+        return out
+
+    def _apply_edit(self, msg: Json, body: Json, files: Sequence[tuple[str, bytes]] = ()) -> None:
+        for key in ("content", "components", "embeds"):
+            if key in body:
+                msg[key] = body[key] or ("" if key == "content" else [])
+        if "flags" in body and body["flags"] is not None:
+            msg["flags"] = (int(body["flags"]) & ~128) | (msg["flags"] & 64)
+        if "attachments" in body:
+            keep = {str(a.get("id")) for a in body["attachments"] or []}
+            msg["attachments"] = [a for a in msg["attachments"] if a["id"] in keep]
+        msg["attachments"] = msg["attachments"] + self._attachments(files)
+        msg["edited_timestamp"] = _now_iso()
+        if "content" in body:
+            self.message_history.setdefault(int(msg["id"]), []).append(msg["content"])
+
+    def _validate(self, body: Json, *, resulting: Json | None = None, files: int = 0) -> Result | None:
+        """Discord's form checks: 400/50035 for over-limit fields, 400/50006 for an empty message."""
+        errors: Json = {}
+        content = body.get("content") or ""
+        if not isinstance(content, str):
+            errors["content"] = _field_error("STRING_TYPE_CONVERT", "Could not interpret value as string.")
+        elif len(content) > CONTENT_LIMIT:
+            errors["content"] = _field_error("BASE_TYPE_MAX_LENGTH", f"Must be {CONTENT_LIMIT} or fewer in length.")
+        embeds = body.get("embeds") or []
+        if len(embeds) > 10:
+            errors["embeds"] = _field_error("BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+        for i, embed in enumerate(embeds):
+            for key, limit in (("title", 256), ("description", 4096)):
+                if len(embed.get(key) or "") > limit:
+                    msg = f"Must be {limit} or fewer in length."
+                    errors.setdefault("embeds", {})[str(i)] = {key: _field_error("BASE_TYPE_MAX_LENGTH", msg)}
+        total = sum(len(e.get("title") or "") + len(e.get("description") or "") for e in embeds)
+        total += sum(len(f.get("name", "")) + len(f.get("value", "")) for e in embeds for f in e.get("fields") or [])
+        if total > 6000:
+            errors.setdefault(
+                "embeds", _field_error("MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000")
+            )
+        rows = body.get("components") or []
+        too_many = len(rows) > 5 or any(len(r.get("components") or []) > 5 for r in rows)
+        long_id = any(len(c.get("custom_id") or "") > 100 for r in rows for c in r.get("components") or [])
+        if too_many or long_id:
+            errors["components"] = _field_error("BASE_TYPE_BAD_LENGTH", "Invalid components.")
+        if errors:
+            return _error(400, 50035, "Invalid Form Body", errors)
+        state = body if resulting is None else {**resulting, **{k: v for k, v in body.items() if k in resulting}}
+        keys = ("content", "embeds", "components", "attachments", "sticker_ids", "poll")
+        if not files and not any(state.get(k) for k in keys):
+            return _error(400, 50006, "Cannot send an empty message")
+        return None
+
+    def bot_messages(self, channel_id: int | None = None) -> list[Json]:
+        """Messages authored by the bot (ephemeral interaction replies excluded), in creation order."""
+        return [
+            m
+            for m in self.messages.values()
+            if m["author"]["id"] == str(self.bot_id)
+            and not m["flags"] & 64
+            and (channel_id is None or m["channel_id"] == str(channel_id))
+        ]
+
+    # ------------------------------------------------------------------ gateway
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=0, autoping=True)
+        await ws.prepare(request)
+        self._open.add(ws)
+        self.gateway_connected.set()
+        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}, "s": None, "t": None}))
+        try:
+            async for frame in ws:
+                if frame.type != WSMsgType.TEXT:
+                    continue
+                payload = json.loads(frame.data)
+                op, data = payload.get("op"), payload.get("d")
+                if op == 1:
+                    await ws.send_str(json.dumps({"op": 11, "d": None, "s": None, "t": None}))
+                elif op == 2:
+                    await self._identify(ws, data)
+                elif op == 6:
+                    if data.get("token") != self.token:
+                        await ws.close(code=4004, message=b"Authentication failed.")
+                        break
+                    self._sockets.add(ws)
+                    await self._send(ws, "RESUMED", {})
+        finally:
+            self._sockets.discard(ws)
+            self._open.discard(ws)
+        return ws
+
+    async def _identify(self, ws: web.WebSocketResponse, data: Json) -> None:
+        self.identify_payloads.append(data)
+        if data.get("token") != self.token:
+            await ws.close(code=4004, message=b"Authentication failed.")
+            return
+        denied = int(data.get("intents", 0)) & PRIVILEGED_INTENTS
+        if self.allowed_intents is not None and denied & ~self.allowed_intents:
+            await ws.close(code=4014, message=b"Disallowed intent(s).")
+            return
+        self._sessions += 1
+        ready = {
+            "v": 10,
+            "user": self.bot_user,
+            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+            "session_id": f"fake-session-{self._sessions}",
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": str(self.application_id), "flags": 0},
+            "shard": [0, 1],
+            **{key: [] for key in ("private_channels", "presences", "relationships")},
+        }
+        self._sockets.add(ws)
+        await self._send(ws, "READY", ready)
+        await self._send(ws, "GUILD_CREATE", self._guild_payload())
+        self.identified.set()
+
+    async def _send(self, ws: web.WebSocketResponse, event: str, data: Json) -> None:
+        async with self._send_lock:
+            self._seq += 1
+            if not ws.closed:
+                await ws.send_str(json.dumps({"op": 0, "t": event, "s": self._seq, "d": data}))
+
+    async def drop_gateway(self, code: int = 4000) -> None:
+        """Close every gateway connection with ``code`` (4000 makes discord.py reconnect and RESUME)."""
+        for ws in list(self._sockets):
+            self._sockets.discard(ws)
+            await ws.close(code=code, message=b"dropped by test")
+
+    async def dispatch(self, event: str, data: Json) -> None:
+        """Send a DISPATCH event to every identified client."""
+        for ws in list(self._sockets):
+            await self._send(ws, event, data)
+
+    async def _dispatch_message(self, event: str, msg: Json) -> None:
+        payload = dict(msg)
+        if "guild_id" in payload and "member" not in payload:
+            payload["member"] = self._member()
+        await self.dispatch(event, payload)
+
+    # ------------------------------------------------------------------ REST plumbing
+
+    def inject_429(self, method: str, path_regex: str, count: int = 1, retry_after: float = 0.05) -> None:
+        """Answer the next ``count`` requests matching method and path (regex search) with a 429."""
+        self._injected.append([method.upper(), re.compile(path_regex), count, retry_after])
+
+    def _too_many(self, retry_after: float) -> web.Response:
+        self.rate_limited += 1
+        retry_after = math.ceil(retry_after * 1000) / 1000  # never tell the client to retry too early
+        body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
+        headers = {"Via": "1.1 google", "Retry-After": str(max(1, int(retry_after + 0.999)))}
+        return _json_response(429, body, {**headers, "X-RateLimit-Scope": "user"})
+
+    def _check_rate_limit(self, call: RestCall) -> float | None:
+        """Seconds to wait if this channel message create/edit exceeds the sliding window, else None."""
+        m = MESSAGE_ROUTE.fullmatch(call.path)
+        if self.rate_limit is None or m is None or call.method not in ("POST", "PATCH"):
+            return None
+        if (call.method == "POST") == bool(m.group(2)):
+            return None
+        limit, window = self.rate_limit
+        channel = int(m.group(1))
+        stamps = self._windows.setdefault(channel, deque())
+        while stamps and stamps[0] <= call.at - window:
+            stamps.popleft()
+        if len(stamps) >= limit:
+            self.rate_limit_hits.append((channel, call.at))
+            return max(stamps[0] + window - call.at, 0.001)
+        stamps.append(call.at)
+        return None
+
+    async def _read_body(self, request: web.Request) -> tuple[Any, list[tuple[str, bytes]]]:
+        ctype = request.content_type
+        if ctype == "application/json":
+            raw = await request.read()
+            return (json.loads(raw) if raw else None), []
+        if ctype.startswith("multipart/"):
+            body: Any = None
+            files: list[tuple[str, bytes]] = []
+            reader = await request.multipart()
+            async for part in reader:
+                if not isinstance(part, BodyPartReader):
+                    continue
+                data = await part.read()
+                if part.name == "payload_json":
+                    body = json.loads(data)
+                else:
+                    files.append((part.filename or part.name or "file", bytes(data)))
+            return body, files
+        await request.read()
+        return None, []
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        path = "/" + request.match_info["tail"]
+        call = RestCall(request.method, path, dict(request.query), None, at=time.monotonic())
+        self.calls.append(call)
+        call.json, call.files = await self._read_body(request)
+        for inj in self._injected:
+            if inj[2] > 0 and inj[0] == call.method and inj[1].search(path):
+                inj[2] -= 1
+                call.status = 429
+                return self._too_many(inj[3])
+        public = path.startswith(("/webhooks/", "/interactions/"))
+        if not public and request.headers.get("Authorization") != f"Bot {self.token}":
+            status, payload = _error(401, 0, "401: Unauthorized")
+        elif (wait := self._check_rate_limit(call)) is not None:
+            call.status = 429
+            return self._too_many(wait)
+        else:
+            status, payload = _error(404, 0, "404: Not Found")
+            for method, pattern, handler in self._routes:
+                match = pattern.fullmatch(path)
+                if match and method == call.method:
+                    status, payload = await handler(call, match)
+                    break
+        call.status = status
+        return _json_response(status, payload)
+
+    # ------------------------------------------------------------------ REST handlers
+
+    async def _get_me(self, call: RestCall, m: re.Match[str]) -> Result:
+        return 200, {**self.bot_user, "verified": True, "mfa_enabled": False}
+
+    async def _get_application(self, call: RestCall, m: re.Match[str]) -> Result:
+        app: Json = {"id": str(self.application_id), "name": self.bot_user["username"], "description": ""}
+        app.update(icon=None, bot_public=True, bot_require_code_grant=False, verify_key="0" * 64, flags=0)
+        app.update(owner=self.users[200], team=None, interactions_endpoint_url=None, bot=self.bot_user)
+        return 200, app
+
+    async def _create_dm(self, call: RestCall, m: re.Match[str]) -> Result:
+        user_id = int(call.json["recipient_id"])
+        self.dm_channels[9000 + user_id] = user_id
+        return 200, self._channel(9000 + user_id)
+
+    async def _put_commands(self, call: RestCall, m: re.Match[str]) -> Result:
+        if int(m.group(1)) != self.application_id:
+            return _error(403, 50001, "Missing Access")
+        guild = int(m.group(2)) if m.lastindex == 2 else None
+        previous = {c["name"]: c["id"] for c in self.commands.get(guild, [])}
+        errors: Json = {}
+        for i, cmd in enumerate(call.json or []):
+            name, desc = cmd.get("name", ""), cmd.get("description", "")
+            bad = not re.fullmatch(r"[-_\w]{1,32}", name) or name != name.lower() or len(desc) > 100
+            if bad or len(cmd.get("options") or []) > 25:
+                errors[str(i)] = _field_error("APPLICATION_COMMAND_INVALID", "Invalid application command")
+        if errors:
+            return _error(400, 50035, "Invalid Form Body", errors)
+        stored = []
+        for cmd in call.json or []:
+            if cmd["name"] not in previous:
+                previous[cmd["name"]] = str(self._next_command_id)
+                self._next_command_id += 1
+            out = {"type": 1, "options": [], **cmd, "id": previous[cmd["name"]], "version": "1"}
+            out["application_id"] = str(self.application_id)
+            if guild is not None:
+                out["guild_id"] = str(guild)
+            stored.append(out)
+        self.commands[guild] = stored
+        return 200, stored
+
+    async def _get_commands(self, call: RestCall, m: re.Match[str]) -> Result:
+        return 200, self.commands.get(int(m.group(2)) if m.lastindex == 2 else None, [])
+
+    async def _get_channel(self, call: RestCall, m: re.Match[str]) -> Result:
+        cid = int(m.group(1))
+        return (200, self._channel(cid)) if self._known_channel(cid) else _error(404, 10003, "Unknown Channel")
+
+    async def _typing(self, call: RestCall, m: re.Match[str]) -> Result:
+        return (204, None) if self._known_channel(int(m.group(1))) else _error(404, 10003, "Unknown Channel")
+
+    async def _create_message(self, call: RestCall, m: re.Match[str]) -> Result:
+        cid = int(m.group(1))
+        if not self._known_channel(cid):
+            return _error(404, 10003, "Unknown Channel")
+        body: Json = call.json or {}
+        if (bad := self._validate(body, files=len(call.files))) is not None:
+            return bad
+        ref = body.get("message_reference")
+        msg = self._new_message(cid, self.bot_id, body, msg_type=19 if ref else 0, files=call.files)
+        if ref:
+            msg.update(self._reference(ref, cid))
+        await self._dispatch_message("MESSAGE_CREATE", msg)
+        return 200, msg
+
+    async def _list_messages(self, call: RestCall, m: re.Match[str]) -> Result:
+        cid = str(m.group(1))
+        limit = max(1, min(100, int(call.query.get("limit", 50))))
+        before, after = int(call.query.get("before", 1 << 63)), int(call.query.get("after", 0))
+        found = [
+            msg
+            for mid, msg in sorted(self.messages.items(), reverse=True)
+            if msg["channel_id"] == cid and not msg["flags"] & 64 and after < mid < before
+        ]
+        return 200, (found[-limit:] if "after" in call.query and "before" not in call.query else found[:limit])
+
+    def _lookup(self, cid: int, mid: int) -> Json | None:
+        msg = self.messages.get(mid)
+        return msg if msg is not None and msg["channel_id"] == str(cid) else None
+
+    async def _get_message(self, call: RestCall, m: re.Match[str]) -> Result:
+        msg = self._lookup(int(m.group(1)), int(m.group(2)))
+        return (200, msg) if msg is not None else _error(404, 10008, "Unknown Message")
+
+    async def _edit_message(self, call: RestCall, m: re.Match[str]) -> Result:
+        msg = self._lookup(int(m.group(1)), int(m.group(2)))
+        if msg is None:
+            return _error(404, 10008, "Unknown Message")
+        if msg["author"]["id"] != str(self.bot_id) and set(call.json or {}) - {"flags"}:
+            return _error(403, 50005, "Cannot edit a message authored by another user")
+        body: Json = call.json or {}
+        if (bad := self._validate(body, resulting=msg, files=len(call.files))) is not None:
+            return bad
+        self._apply_edit(msg, body, call.files)
+        await self._dispatch_message("MESSAGE_UPDATE", msg)
+        return 200, msg
+
+    async def _delete_message(self, call: RestCall, m: re.Match[str]) -> Result:
+        if self._lookup(int(m.group(1)), int(m.group(2))) is None:
+            return _error(404, 10008, "Unknown Message")
+        await self.delete_message(int(m.group(2)))
+        return 204, None
+
+    # ------------------------------------------------------------------ interactions (REST side)
+
+    def _interaction_for(self, app_or_id: int, token: str, *, by_id: bool) -> _Interaction | None:
+        it = self._interactions.get(token)
+        if it is None or (by_id and it.id != app_or_id) or (not by_id and app_or_id != self.application_id):
+            return None
+        return it
+
+    def _create_response_message(self, it: _Interaction, body: Json) -> Json:
+        msg_type = 20 if it.type == 2 else 0
+        msg = self._new_message(it.channel_id, self.bot_id, body, msg_type=msg_type)
+        msg["webhook_id"] = str(self.application_id)
+        msg["application_id"] = str(self.application_id)
+        meta = {
+            "id": str(it.id),
+            "type": it.type,
+            "user": self._user_of(it.user_id),
+            "authorizing_integration_owners": {},
+        }
+        msg["interaction_metadata"] = meta
+        return msg
+
+    async def _callback(self, call: RestCall, m: re.Match[str]) -> Result:
+        it = self._interaction_for(int(m.group(1)), m.group(2), by_id=True)
+        if it is None:
+            return _error(404, 10062, "Unknown interaction")
+        if it.acked:
+            return _error(400, 40060, "Interaction has already been acknowledged.")
+        body: Json = call.json or {}
+        rtype, data = int(body.get("type", 0)), body.get("data") or {}
+        message: Json | None = None
+        target = self.messages.get(it.message_id or -1) if rtype == 7 else None
+        if rtype in (4, 7) and (bad := self._validate(data, resulting=target)) is not None:
+            return bad
+        if rtype == 8 and len(data.get("choices") or []) > 25:
+            errors = {"data": {"choices": _field_error("BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")}}
+            return _error(400, 50035, "Invalid Form Body", errors)
+        if rtype in (6, 7) and it.message_id is None:
+            return _error(400, 50035, "Invalid Form Body", {"type": _field_error("INTERACTION_TYPE", "Invalid type")})
+        if rtype == 4:
+            message = self._create_response_message(it, data)
+            message["flags"] = int(data.get("flags") or 0) & (64 | 4 | 4096)
+        elif rtype == 5:
+            message = self._create_response_message(
+                it, {"content": "", "flags": 128 | int(data.get("flags") or 0) & 64}
+            )
+        elif rtype in (6, 7):
+            it.original_id = it.message_id
+            if target is not None:
+                self._apply_edit(target, data)
+                message = target
+        it.acked, it.response_type = True, rtype
+        if message is not None and rtype in (4, 5):
+            it.original_id = int(message["id"])
+        if message is not None and not message["flags"] & 64:
+            await self._dispatch_message("MESSAGE_CREATE" if rtype in (4, 5) else "MESSAGE_UPDATE", message)
+        if call.query.get("with_response") not in ("1", "true", "True"):
+            return 204, None
+        meta: Json = {"id": str(it.id), "type": it.type, "activity_instance_id": None}
+        if message is not None:
+            meta["response_message_id"] = message["id"]
+            meta["response_message_loading"] = rtype == 5
+            meta["response_message_ephemeral"] = bool(message["flags"] & 64)
+        resource: Json = {"type": rtype}
+        if message is not None and rtype in (4, 7):
+            resource["message"] = message
+        return 200, {"interaction": meta, "resource": resource}
+
+    async def _followup(self, call: RestCall, m: re.Match[str]) -> Result:
+        it = self._interaction_for(int(m.group(1)), m.group(2), by_id=False)
+        if it is None or not it.acked:
+            return _error(404, 10015, "Unknown Webhook")
+        body: Json = call.json or {}
+        if (bad := self._validate(body, files=len(call.files))) is not None:
+            return bad
+        original = self.messages.get(it.original_id or -1)
+        if original is not None and original["flags"] & 128:
+            # Like Discord: the first followup after a deferred response replaces the "thinking" message.
+            original["flags"] &= ~128
+            self._apply_edit(original, {**body, "flags": original["flags"]}, call.files)
+            original["edited_timestamp"] = None
+            msg, event = original, "MESSAGE_UPDATE"
+        else:
+            msg, event = self._create_response_message(it, body), "MESSAGE_CREATE"
+            msg["flags"] = int(body.get("flags") or 0) & (64 | 4 | 4096)
+            msg["attachments"] = self._attachments(call.files)
+            it.followup_ids.append(int(msg["id"]))
+        if not msg["flags"] & 64:
+            await self._dispatch_message(event, msg)
+        return (200, msg) if call.query.get("wait") in ("1", "true", "True") else (204, None)
+
+    async def _webhook_message(self, call: RestCall, m: re.Match[str]) -> Result:
+        it = self._interaction_for(int(m.group(1)), m.group(2), by_id=False)
+        if it is None:
+            return _error(404, 10015, "Unknown Webhook")
+        mid = it.original_id if m.group(3) == "@original" else int(m.group(3))
+        msg = self.messages.get(mid) if mid is not None and (mid == it.original_id or mid in it.followup_ids) else None
+        if msg is None:
+            return _error(404, 10008, "Unknown Message")
+        if call.method == "GET":
+            return 200, msg
+        if call.method == "DELETE":
+            await self.delete_message(int(msg["id"]))
+            return 204, None
+        body: Json = call.json or {}
+        if (bad := self._validate(body, resulting=msg, files=len(call.files))) is not None:
+            return bad
+        was_loading = bool(msg["flags"] & 128)
+        msg["flags"] &= ~128
+        self._apply_edit(msg, {k: v for k, v in body.items() if k != "flags"}, call.files)
+        if was_loading:  # completing a deferred response does not mark the message as edited
+            msg["edited_timestamp"] = None
+        if not msg["flags"] & 64:
+            await self._dispatch_message("MESSAGE_UPDATE", msg)
+        return 200, msg
+
+    # ------------------------------------------------------------------ test-side actions
+
+    async def send_user_message(
+        self,
+        content: str,
+        *,
+        author_id: int = 200,
+        channel_id: int = 500,
+        mention_bot: bool = False,
+        reply_to: int | None = None,
+        reference_mode: str = "full",
+        guild: bool = True,
+    ) -> Json:
+        """Store a message from a human user and dispatch MESSAGE_CREATE; returns the message dict."""
+        if mention_bot:
+            content = f"<@{self.bot_id}> {content}"
+        if not guild:
+            channel_id = 9000 + author_id
+            self.dm_channels[channel_id] = author_id
+        msg = self._new_message(channel_id, author_id, {"content": content}, msg_type=19 if reply_to else 0)
+        mentioned = dict.fromkeys(int(uid) for uid in MENTION_RE.findall(content))
+        msg["mentions"] = [self._user_of(uid) for uid in mentioned]
+        if reply_to is not None:
+            msg.update(self._reference({"message_id": reply_to}, channel_id, reference_mode))
+        if guild:
+            msg["member"] = self._member()
+        await self._dispatch_message("MESSAGE_CREATE", msg)
+        return msg
+
+    async def delete_message(self, message_id: int) -> None:
+        """Delete a stored message (its ``message_history`` is kept) and dispatch MESSAGE_DELETE."""
+        msg = self.messages.pop(message_id, None)
+        if msg is None:
+            return
+        data: Json = {"id": msg["id"], "channel_id": msg["channel_id"]}
+        if "guild_id" in msg:
+            data["guild_id"] = msg["guild_id"]
+        await self.dispatch("MESSAGE_DELETE", data)
+
+    def _new_interaction(
+        self, itype: int, data: Json, user_id: int, channel_id: int, permissions: str, message_id: int | None = None
+    ) -> tuple[_Interaction, Json]:
+        iid = self._next_interaction_id
+        self._next_interaction_id += 1
+        token = f"itok{iid}"
+        guild_id = self._guild_of(channel_id)
+        it = _Interaction(iid, token, itype, channel_id, guild_id, user_id, message_id=message_id)
+        self._interactions[token] = it
+        payload: Json = {
+            "id": str(iid),
+            "application_id": str(self.application_id),
+            "type": itype,
+            "data": data,
+            "token": token,
+            "version": 1,
+            "attachment_size_limit": 8388608,
+            "channel_id": str(channel_id),
+            "channel": self._channel(channel_id) if self._known_channel(channel_id) else {"id": str(channel_id)},
+            "app_permissions": ALL_PERMISSIONS,
+            "locale": "en-US",
+            "entitlements": [],
+            "context": 0 if guild_id else 1,
+        }
+        if guild_id is not None:
+            payload.update(guild_id=str(guild_id), guild_locale="en-US")
+            payload["guild"] = {"id": str(guild_id), "locale": "en-US", "features": []}
+            payload["member"] = self._member(user_id, permissions=permissions)
+            payload["authorizing_integration_owners"] = {"0": str(guild_id)}
+        else:
+            payload["user"] = self._user_of(user_id)
+            payload["authorizing_integration_owners"] = {"1": str(user_id)}
+        if message_id is not None:
+            payload["message"] = self.messages[message_id]
+        return it, payload
+
+    def _command_data(
+        self, name: str, options: dict[str, Any] | None, subcommand: str | None, focused: str | None
+    ) -> Json:
+        opts: list[Json] = []
+        for key, value in (options or {}).items():
+            opts.append({"name": key, "type": _option_type(value), "value": value})
+        if focused is not None:
+            if not any(o["name"] == focused for o in opts):
+                opts.append({"name": focused, "type": 3, "value": ""})
+            next(o for o in opts if o["name"] == focused)["focused"] = True
+        if subcommand:
+            *group, sub = subcommand.split()
+            opts = [{"name": sub, "type": 1, "options": opts}]
+            if group:
+                opts = [{"name": group[0], "type": 2, "options": opts}]
+        known = [c for cmds in self.commands.values() for c in cmds if c["name"] == name]
+        cmd_id = known[0]["id"] if known else "600"
+        return {"id": cmd_id, "name": name, "type": 1, "options": opts, "guild_id": str(self.guild_id)}
+
+    async def send_slash_command(
+        self,
+        name: str,
+        options: dict[str, Any] | None = None,
+        *,
+        user_id: int = 200,
+        channel_id: int = 500,
+        permissions: str = ALL_PERMISSIONS,
+        subcommand: str | None = None,
+    ) -> str:
+        """Dispatch a chat-input command (INTERACTION_CREATE type 2); returns the interaction token."""
+        data = self._command_data(name, options, subcommand, None)
+        it, payload = self._new_interaction(2, data, user_id, channel_id, permissions)
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return it.token
+
+    async def send_autocomplete(
+        self,
+        name: str,
+        options: dict[str, Any] | None,
+        focused: str,
+        *,
+        user_id: int = 200,
+        channel_id: int = 500,
+        permissions: str = ALL_PERMISSIONS,
+        subcommand: str | None = None,
+    ) -> str:
+        """Dispatch an autocomplete request (type 4) with ``focused`` marked; returns the token."""
+        data = self._command_data(name, options, subcommand, focused)
+        it, payload = self._new_interaction(4, data, user_id, channel_id, permissions)
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return it.token
+
+    async def click_button(
+        self, message_id: int, custom_id: str, *, user_id: int = 200, permissions: str = ALL_PERMISSIONS
+    ) -> str:
+        """Dispatch a button click (type 3) on a stored message; returns the interaction token."""
+        return await self._component(message_id, {"custom_id": custom_id, "component_type": 2}, user_id, permissions)
+
+    async def select_option(
+        self,
+        message_id: int,
+        custom_id: str,
+        values: list[str],
+        *,
+        user_id: int = 200,
+        permissions: str = ALL_PERMISSIONS,
+    ) -> str:
+        """Dispatch a string-select choice (type 3, component_type 3); returns the interaction token."""
+        data = {"custom_id": custom_id, "component_type": 3, "values": values}
+        return await self._component(message_id, data, user_id, permissions)
+
+    async def _component(self, message_id: int, data: Json, user_id: int, permissions: str) -> str:
+        msg = self.messages.get(message_id)
+        if msg is None:
+            raise KeyError(f"no stored message {message_id}")
+        it, payload = self._new_interaction(3, data, user_id, int(msg["channel_id"]), permissions, message_id)
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return it.token
+
+    # ------------------------------------------------------------------ inspection
+
+    def interaction_responses(self, token: str) -> list[RestCall]:
+        """Callback and webhook REST calls made for the interaction with this token, in order."""
+        return [c for c in self.calls if f"/{token}/" in c.path + "/"]
+
+    def original_message(self, token: str) -> Json | None:
+        """Current state of the interaction's ``@original`` message (None if none or deleted)."""
+        it = self._interactions.get(token)
+        return None if it is None or it.original_id is None else self.messages.get(it.original_id)
+
+    def followup_messages(self, token: str) -> list[Json]:
+        """Current state of the interaction's followup messages (excluding one that replaced a deferral)."""
+        it = self._interactions.get(token)
+        return [] if it is None else [self.messages[i] for i in it.followup_ids if i in self.messages]
+
+    def calls_to(self, method: str, path_regex: str) -> list[RestCall]:
+        """Recorded calls with this method whose path matches the regex (search)."""
+        pattern = re.compile(path_regex)
+        return [c for c in self.calls if c.method == method.upper() and pattern.search(c.path)]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Poll ``predicate`` every 5 ms until true; AssertionError with recent REST calls on timeout."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() >= deadline:
+                recent = "\n".join(f"  {c.method} {c.path} -> {c.status}" for c in self.calls[-10:])
+                name = getattr(predicate, "__qualname__", repr(predicate))
+                raise AssertionError(f"condition {name} not met within {timeout}s; last REST calls:\n{recent}")
+            await asyncio.sleep(0.005)
