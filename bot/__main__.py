@@ -31,7 +31,9 @@ INTENT_HELP = (
     "https://discord.com/developers/applications > your application > Bot > Privileged Gateway Intents > "
     "enable MESSAGE CONTENT INTENT, save, then start ollacord again."
 )
-TOKEN_HELP = "Discord rejected DISCORD_TOKEN. Copy a fresh token from the developer portal (Bot > Reset Token)."
+LOGIN_REFUSED_HELP = (
+    "Discord rejected DISCORD_TOKEN. Copy a fresh token from the developer portal (Bot > Reset Token)."
+)
 
 
 def build_services(settings: Settings, session: aiohttp.ClientSession) -> Services:
@@ -70,7 +72,7 @@ async def run_bot(settings: Settings) -> int:
             async with bot:
                 await bot.start(settings.discord_token)
         except discord.LoginFailure:
-            print(TOKEN_HELP, file=sys.stderr)
+            print(LOGIN_REFUSED_HELP, file=sys.stderr)
             return 1
         except discord.PrivilegedIntentsRequired:
             print(INTENT_HELP, file=sys.stderr)

@@ -49,7 +49,7 @@ class OllacordBot(commands.Bot):
         )
         self.services = services
         self.sync_commands = sync_commands
-        self.tree.on_error = self.on_app_command_error
+        self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:
         """Load the cogs and publish the slash commands."""

@@ -18,8 +18,8 @@ class Clock(Protocol):
         """Sleep for `seconds`."""
         ...
 
-    async def wait_for(self, event: asyncio.Event, timeout: float) -> bool:
-        """Wait until `event` is set or `timeout` passes; True if the event is set."""
+    async def wait_for(self, event: asyncio.Event, seconds: float) -> bool:
+        """Wait until `event` is set or `seconds` pass; True if the event is set."""
         ...
 
 
@@ -34,14 +34,14 @@ class MonotonicClock:
         """Sleep on the event loop."""
         await asyncio.sleep(max(0.0, seconds))
 
-    async def wait_for(self, event: asyncio.Event, timeout: float) -> bool:
-        """Wait for `event` at most `timeout` seconds."""
+    async def wait_for(self, event: asyncio.Event, seconds: float) -> bool:
+        """Wait for `event` at most `seconds`."""
         if event.is_set():
             return True
-        if timeout <= 0:
+        if seconds <= 0:
             return False
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 await event.wait()
         except TimeoutError:
             return event.is_set()

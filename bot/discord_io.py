@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from types import TracebackType
 from typing import Any
 
 import discord
@@ -49,9 +48,8 @@ class _Typing:
     async def stop(self) -> None:
         if self._active:
             self._active = False
-            exit_args: tuple[type[BaseException] | None, BaseException | None, TracebackType | None] = (None, None, None)
             with contextlib.suppress(discord.HTTPException):
-                await self._context.__aexit__(*exit_args)
+                await self._context.__aexit__(None, None, None)
 
 
 class ChannelReplySink:

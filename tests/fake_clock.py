@@ -27,11 +27,11 @@ class FakeClock:
         heapq.heappush(self._timers, (self.t + seconds, next(self._seq), future))
         await future
 
-    async def wait_for(self, event: asyncio.Event, timeout: float) -> bool:
+    async def wait_for(self, event: asyncio.Event, seconds: float) -> bool:
         if event.is_set():
             return True
         waiter = asyncio.ensure_future(event.wait())
-        sleeper = asyncio.ensure_future(self.sleep(timeout))
+        sleeper = asyncio.ensure_future(self.sleep(seconds))
         try:
             await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
@@ -143,7 +144,7 @@ async def test_edits_coalesce_to_latest_text_at_the_configured_cadence(clock: Fa
     assert len(sink.versions) == 1
 
     times = [w.at for w in sink.writes]
-    streaming_gaps = [b - a for a, b in zip(times, times[1:-1], strict=False)]
+    streaming_gaps = [b - a for a, b in itertools.pairwise(times[:-1])]
     assert all(gap >= 1.0 - 1e-9 for gap in streaming_gaps)
     assert len(sink.writes) <= 8  # ~6 s of streaming at ≤ 1 edit/s plus the final
     for write in sink.writes[:-1]:

@@ -33,6 +33,7 @@ class ChatCog(commands.Cog):
         self.bot = bot
         self.services = services
         self._ask_prompts: OrderedDict[int, ChatRecord] = OrderedDict()
+        self.active_replies = 0
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -139,14 +140,18 @@ class ChatCog(commands.Cog):
         )
         model = settings.ollama_model
         stream = self.services.ollama.chat_stream(model, conversation.messages)
-        result = await relay_reply(
-            stream,
-            sink,
-            clock=self.services.clock,
-            budget=self.services.budget,
-            options=RelayOptions(edit_interval=settings.edit_interval),
-            extra_notes=[HISTORY_TRIMMED] if conversation.trimmed else [],
-        )
+        self.active_replies += 1
+        try:
+            result = await relay_reply(
+                stream,
+                sink,
+                clock=self.services.clock,
+                budget=self.services.budget,
+                options=RelayOptions(edit_interval=settings.edit_interval),
+                extra_notes=[HISTORY_TRIMMED] if conversation.trimmed else [],
+            )
+        finally:
+            self.active_replies -= 1
         _log_reply(result, guild=guild, channel_id=channel_id, model=model)
         return result
 
@@ -156,7 +161,8 @@ def _log_reply(result: RelayResult, *, guild: discord.Guild | None, channel_id: 
     ttft = (result.first_token_at - result.started_at) if result.first_token_at is not None else None
     end = result.final_edit_at if result.final_edit_at is not None else result.started_at
     log.info(
-        "reply finished guild=%s channel=%s model=%s outcome=%s tokens=%d chars=%d messages=%d ttft=%s duration=%.2fs%s",
+        "reply finished guild=%s channel=%s model=%s outcome=%s tokens=%d chars=%d messages=%d ttft=%s "
+        "duration=%.2fs%s",
         guild.id if guild else "-",
         channel_id,
         model,

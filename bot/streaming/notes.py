@@ -44,7 +44,10 @@ def describe_error(error: OllamaError) -> str:
             "or the compose service name, e.g. http://ollama:11434)."
         )
     if isinstance(error, ModelNotFound):
-        return f"⚠️ Model `{error.model}` is not installed on the Ollama server. Install it with `ollama pull {error.model}`."
+        return (
+            f"⚠️ Model `{error.model}` is not installed on the Ollama server. "
+            f"Install it with `ollama pull {error.model}`."
+        )
     if isinstance(error, OllamaServerBusy):
         return "⚠️ Ollama is busy (too many requests queued). Please try again in a moment."
     if isinstance(error, OllamaHTTPError):

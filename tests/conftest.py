@@ -1,0 +1,144 @@
+"""Shared fixtures: the fake Discord and fake Ollama servers, and the real bot wired to both."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.__main__ import build_services
+from bot.app import OllacordBot, Services
+from bot.config import Settings
+from tests.fakes.fake_discord import FakeDiscord
+from tests.fakes.fake_ollama import FakeOllama
+
+TOKEN = "fake-token"
+
+
+@pytest.fixture
+async def discord_server() -> AsyncIterator[FakeDiscord]:
+    fake = FakeDiscord(token=TOKEN)
+    await fake.start()
+    fake.patch_discord_py()
+    try:
+        yield fake
+    finally:
+        fake.restore_discord_py()
+        await fake.close()
+
+
+@pytest.fixture
+async def ollama_server() -> AsyncIterator[FakeOllama]:
+    fake = FakeOllama()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
+
+
+@dataclass
+class RunningBot:
+    """A started bot and the task running its gateway connection."""
+
+    bot: OllacordBot
+    services: Services
+    task: asyncio.Task[None]
+    session: aiohttp.ClientSession
+
+    async def stop(self) -> None:
+        await self.bot.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self.task, 5)
+        await self.session.close()
+        if self.task.done() and not self.task.cancelled() and self.task.exception() is not None:
+            raise AssertionError(f"the bot's connection task failed: {self.task.exception()!r}")
+
+
+@dataclass
+class Harness:
+    """The two fakes plus a way to start (and restart) the real bot against them."""
+
+    discord: FakeDiscord
+    ollama: FakeOllama
+    data_dir: Path
+    running: list[RunningBot] = field(default_factory=list)
+
+    def settings(self, **overrides: str) -> Settings:
+        env: dict[str, str] = {
+            "DISCORD_TOKEN": TOKEN,
+            "OLLAMA_HOST": self.ollama.url,
+            "OLLAMA_MODEL": "llama3.2",
+            "DATA_DIR": str(self.data_dir),
+            "EDIT_INTERVAL": "0.2",
+        }
+        env.update(overrides)
+        return Settings.from_env(env)
+
+    async def start_bot(self, settings: Settings | None = None, **client_options: Any) -> RunningBot:
+        settings = settings or self.settings()
+        session = aiohttp.ClientSession()
+        services = build_services(settings, session)
+        client_options.setdefault("guild_ready_timeout", 0.05)
+        bot = OllacordBot(services, **client_options)
+        await bot.login(settings.discord_token)
+        task = asyncio.create_task(bot.connect(reconnect=False))
+        await asyncio.wait_for(bot.wait_until_ready(), 10)
+        running = RunningBot(bot=bot, services=services, task=task, session=session)
+        self.running.append(running)
+        return running
+
+    async def stop_all(self) -> None:
+        while self.running:
+            await self.running.pop().stop()
+
+    def replies_to(self, message_id: int) -> list[dict[str, Any]]:
+        """The bot's messages answering `message_id`, following the chain of continuation parts."""
+        parts: list[dict[str, Any]] = []
+        target = str(message_id)
+        for message in self.discord.bot_messages():
+            reference = message.get("message_reference") or {}
+            if str(reference.get("message_id")) == target:
+                parts.append(message)
+                target = str(message["id"])
+        return parts
+
+    async def wait_for_reply(
+        self, message_id: int, *, done: Callable[[list[Mapping[str, Any]]], bool] | None = None, timeout: float = 10.0
+    ) -> list[str]:
+        """Wait until the reply to `message_id` is final (no streaming marker); return its parts' contents."""
+        from bot.streaming.relay import STREAMING_MARKER
+
+        def finished() -> bool:
+            parts = self.replies_to(message_id)
+            if not parts or parts[-1]["content"].endswith(STREAMING_MARKER):
+                return False
+            if any(p["content"].endswith(STREAMING_MARKER) for p in parts):
+                return False
+            return self.idle() and (done(parts) if done else True)
+
+        await self.discord.wait_for(finished, timeout)
+        return [p["content"] for p in self.replies_to(message_id)]
+
+    def idle(self) -> bool:
+        """No reply is being streamed by any running bot."""
+        for running in self.running:
+            cog = running.bot.get_cog("ChatCog")
+            if cog is not None and getattr(cog, "active_replies", 0):
+                return False
+        return True
+
+
+@pytest.fixture
+async def harness(discord_server: FakeDiscord, ollama_server: FakeOllama, tmp_path: Path) -> AsyncIterator[Harness]:
+    h = Harness(discord=discord_server, ollama=ollama_server, data_dir=tmp_path / "data")
+    try:
+        yield h
+    finally:
+        await h.stop_all()
