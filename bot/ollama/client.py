@@ -1,0 +1,407 @@
+"""Async client for Ollama's native API: streamed chat plus the few metadata calls the bot needs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import re
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from bot.ollama.errors import (
+    ModelNotFound,
+    OllamaError,
+    OllamaFirstTokenTimeout,
+    OllamaHTTPError,
+    OllamaIncompleteStream,
+    OllamaProtocolError,
+    OllamaServerBusy,
+    OllamaStalled,
+    OllamaStreamError,
+    OllamaUnreachable,
+)
+from bot.ollama.ndjson import NdjsonSplitter, parse_line
+
+__all__ = ["ChatChunk", "ModelInfo", "OllamaClient"]
+
+log = logging.getLogger(__name__)
+
+# Current servers say `model 'x' not found`; older ones `model "x" not found, try pulling it first`.
+# A bare `404 page not found` means a wrong URL or path prefix, not a missing model.
+_MODEL_NOT_FOUND = re.compile(r"""^model ['"].*['"] not found""")
+_MAX_ERROR_TEXT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ChatChunk:
+    """One parsed line of a streamed /api/chat response."""
+
+    content: str
+    thinking: str
+    done: bool
+    done_reason: str | None = None
+    prompt_eval_count: int | None = None
+    eval_count: int | None = None
+    total_duration_ns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """A locally available model as listed by /api/tags."""
+
+    name: str
+    size: int
+    parameter_size: str
+    quantization_level: str
+    family: str
+    capabilities: tuple[str, ...]
+
+    def supports(self, capability: str) -> bool:
+        """Whether /api/tags listed the capability (e.g. "vision", "thinking", "tools")."""
+        return capability in self.capabilities
+
+
+class OllamaClient:
+    """Talks to one Ollama server over an injected aiohttp session."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        *,
+        first_token_timeout: float = 600.0,
+        inactivity_timeout: float = 120.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        for name, value in (
+            ("first_token_timeout", first_token_timeout),
+            ("inactivity_timeout", inactivity_timeout),
+            ("connect_timeout", connect_timeout),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._first_token_timeout = first_token_timeout
+        self._inactivity_timeout = inactivity_timeout
+        self._connect_timeout = connect_timeout
+        # aiohttp's default total=300 s would kill cold loads and long answers; our own deadlines apply instead.
+        # sock_connect rather than connect so that waiting for a free pooled connection is not a "connect timeout".
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=connect_timeout, sock_read=None)
+
+    @property
+    def base_url(self) -> str:
+        """The server's base URL, without a trailing slash."""
+        return self._base_url
+
+    async def chat_stream(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        options: Mapping[str, Any] | None = None,
+        think: bool | str | None = None,
+        keep_alive: float | str | None = None,
+    ) -> AsyncGenerator[ChatChunk, None]:
+        """Stream a chat completion; the last chunk has done=True. aclose() it (or cancel) to stop generation."""
+        body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages], "stream": True}
+        if options is not None:
+            body["options"] = dict(options)
+        if think is not None:
+            body["think"] = think
+        if keep_alive is not None:
+            body["keep_alive"] = _keep_alive_value(keep_alive)
+
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first_deadline = started + self._first_token_timeout
+        log.debug("chat start model=%s messages=%d url=%s", model, len(messages), self._base_url)
+        resp = await self._open("POST", "/api/chat", body, deadline=first_deadline, on_deadline=self._first_token_error)
+        chunks = 0
+        outcome = "closed early"
+        try:
+            if resp.status >= 400:
+                raise await self._http_error(resp, model)
+            reader = _LineReader(resp, first_deadline, self._first_token_timeout, self._inactivity_timeout)
+            while (lines := await reader.next_lines()) is not None:
+                for line in lines:
+                    chunk = _chat_chunk(line)
+                    chunks += 1
+                    if chunk.done:
+                        outcome = f"done ({chunk.done_reason})"
+                        yield chunk
+                        return
+                    yield chunk
+            raise OllamaIncompleteStream("Ollama ended the stream without a done line")
+        except OllamaError as exc:
+            outcome = type(exc).__name__
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            if outcome.startswith("done"):
+                resp.release()
+            else:
+                # Closing (not releasing) the connection is what tells Ollama to stop generating.
+                resp.close()
+            log.debug(
+                "chat end model=%s status=%d chunks=%d outcome=%s elapsed=%.2fs",
+                model,
+                resp.status,
+                chunks,
+                outcome,
+                loop.time() - started,
+            )
+
+    async def load(self, model: str, *, keep_alive: float | str | None = None) -> None:
+        """Load a model into memory without generating (an empty chat), e.g. to pre-warm it."""
+        async for _ in self.chat_stream(model, [], keep_alive=keep_alive):
+            pass
+
+    async def version(self) -> str:
+        """GET /api/version; a cheap health check."""
+        data = await self._request_json("GET", "/api/version")
+        version = data.get("version")
+        if not isinstance(version, str):
+            raise OllamaProtocolError("/api/version response has no version string")
+        return version
+
+    async def list_models(self) -> list[ModelInfo]:
+        """GET /api/tags: the models available locally."""
+        data = await self._request_json("GET", "/api/tags")
+        models = data.get("models") or []
+        if not isinstance(models, list):
+            raise OllamaProtocolError("/api/tags response has no models list")
+        return [_model_info(entry) for entry in models if isinstance(entry, dict)]
+
+    async def show(self, model: str) -> dict[str, Any]:
+        """POST /api/show: details, model_info and capabilities of one model."""
+        return await self._request_json("POST", "/api/show", {"model": model}, model=model)
+
+    def _first_token_error(self) -> OllamaError:
+        return OllamaFirstTokenTimeout(self._first_token_timeout)
+
+    def _stalled_error(self) -> OllamaError:
+        return OllamaStalled(self._inactivity_timeout)
+
+    async def _open(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        *,
+        deadline: float,
+        on_deadline: Callable[[], OllamaError],
+    ) -> aiohttp.ClientResponse:
+        """Send a request and wait for the response headers, mapping transport failures to OllamaError."""
+        url = self._base_url + path
+        data = None if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        deadline_cm = asyncio.timeout_at(deadline)
+        try:
+            async with deadline_cm:
+                return await self._session.request(method, url, data=data, headers=headers, timeout=self._timeout)
+        except TimeoutError as exc:
+            if deadline_cm.expired():
+                raise on_deadline() from None
+            # Otherwise aiohttp's own sock_connect timeout fired.
+            detail = f"connect timed out after {self._connect_timeout:g} s"
+            raise OllamaUnreachable(self._base_url, detail) from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise OllamaUnreachable(self._base_url, _describe(exc)) from exc
+        except aiohttp.InvalidURL as exc:
+            raise OllamaUnreachable(self._base_url, f"invalid URL {url!r}") from exc
+        except aiohttp.ClientError as exc:
+            raise OllamaProtocolError(f"bad HTTP response from Ollama: {exc}") from exc
+
+    async def _request_json(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None, *, model: str | None = None
+    ) -> dict[str, Any]:
+        """A plain (non-streamed) JSON call bounded by the inactivity timeout."""
+        deadline = asyncio.get_running_loop().time() + self._inactivity_timeout
+        resp = await self._open(method, path, body, deadline=deadline, on_deadline=self._stalled_error)
+        try:
+            log.debug("%s %s -> %d", method, path, resp.status)
+            if resp.status >= 400:
+                raise await self._http_error(resp, model)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    raw = await resp.read()
+            except TimeoutError:
+                raise self._stalled_error() from None
+            except aiohttp.ClientError as exc:
+                raise OllamaIncompleteStream(f"connection lost while reading {path}: {_describe(exc)}") from exc
+        finally:
+            resp.release()
+        try:
+            value = json.loads(raw.decode("utf-8", errors="replace"))
+        except json.JSONDecodeError:
+            raise OllamaProtocolError(f"{path} returned invalid JSON") from None
+        if not isinstance(value, dict):
+            raise OllamaProtocolError(f"{path} returned {type(value).__name__}, expected an object")
+        return value
+
+    async def _http_error(self, resp: aiohttp.ClientResponse, model: str | None) -> OllamaError:
+        """Read an error body once and map it to a typed error."""
+        try:
+            async with asyncio.timeout(self._inactivity_timeout):
+                raw = await resp.read()
+        except (TimeoutError, aiohttp.ClientError):
+            raw = b""
+        message = _error_text(raw) or resp.reason or "no error text"
+        log.debug("%s %s -> HTTP %d", resp.method, resp.url.path, resp.status)
+        if resp.status == 404 and model is not None and _MODEL_NOT_FOUND.match(message):
+            return ModelNotFound(model, message)
+        if resp.status == 503:
+            return OllamaServerBusy(resp.status, message)
+        return OllamaHTTPError(resp.status, message)
+
+
+class _LineReader:
+    """Reads complete NDJSON lines under the first-chunk and inactivity deadlines."""
+
+    __slots__ = ("_first_deadline", "_first_timeout", "_inactivity", "_resp", "_seen_line", "_splitter")
+
+    def __init__(
+        self, resp: aiohttp.ClientResponse, first_deadline: float, first_timeout: float, inactivity: float
+    ) -> None:
+        self._resp = resp
+        self._first_deadline = first_deadline
+        self._first_timeout = first_timeout
+        self._inactivity = inactivity
+        self._splitter = NdjsonSplitter()
+        self._seen_line = False
+
+    async def next_lines(self) -> list[dict[str, Any]] | None:
+        """Return the next non-empty batch of parsed lines, or None at a clean EOF."""
+        while True:
+            deadline = asyncio.get_running_loop().time() + self._inactivity if self._seen_line else self._first_deadline
+            deadline_cm = asyncio.timeout_at(deadline)
+            try:
+                async with deadline_cm:
+                    data = await self._resp.content.readany()
+            except TimeoutError:
+                if self._seen_line:
+                    raise OllamaStalled(self._inactivity) from None
+                raise OllamaFirstTokenTimeout(self._first_timeout) from None
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                raise OllamaIncompleteStream(f"connection to Ollama lost mid-stream: {_describe(exc)}") from exc
+            if not data:
+                return self._tail()
+            lines = self._splitter.feed(data)
+            if lines:
+                self._seen_line = True
+                return [parse_line(line) for line in lines]
+
+    def _tail(self) -> list[dict[str, Any]] | None:
+        # Non-streamed bodies (e.g. the load object for an empty chat) carry no trailing newline.
+        tail = self._splitter.finish()
+        if tail is None:
+            return None
+        try:
+            return [parse_line(tail)]
+        except OllamaProtocolError:
+            if not self._seen_line:
+                raise  # e.g. an HTML page from a proxy: not Ollama at all
+            raise OllamaIncompleteStream("Ollama ended the stream in the middle of a line") from None
+
+
+def _chat_chunk(obj: dict[str, Any]) -> ChatChunk:
+    error = obj.get("error")
+    if error:
+        raise OllamaStreamError(error if isinstance(error, str) else json.dumps(error))
+    message = obj.get("message")
+    if message is None:
+        message = {}
+    elif not isinstance(message, dict):
+        raise OllamaProtocolError("chat line has a non-object message")
+    done_reason = obj.get("done_reason")
+    return ChatChunk(
+        content=_text_field(message, "content"),
+        thinking=_text_field(message, "thinking"),
+        done=obj.get("done") is True,
+        done_reason=done_reason if isinstance(done_reason, str) and done_reason else None,
+        prompt_eval_count=_int_field(obj, "prompt_eval_count"),
+        eval_count=_int_field(obj, "eval_count"),
+        total_duration_ns=_int_field(obj, "total_duration"),
+    )
+
+
+def _text_field(obj: Mapping[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise OllamaProtocolError(f"chat line has a non-string {key}")
+    return value
+
+
+def _int_field(obj: Mapping[str, Any], key: str) -> int | None:
+    value = obj.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _model_info(entry: Mapping[str, Any]) -> ModelInfo:
+    details = entry.get("details")
+    if not isinstance(details, dict):
+        details = {}
+    caps = entry.get("capabilities")
+    size = entry.get("size")
+    name = entry.get("name") or entry.get("model") or ""
+    return ModelInfo(
+        name=str(name),
+        size=size if isinstance(size, int) and not isinstance(size, bool) else 0,
+        parameter_size=str(details.get("parameter_size") or ""),
+        quantization_level=str(details.get("quantization_level") or ""),
+        family=str(details.get("family") or ""),
+        capabilities=tuple(c for c in caps if isinstance(c, str)) if isinstance(caps, list) else (),
+    )
+
+
+def _keep_alive_value(value: float | str) -> float | int | str:
+    """Send numeric keep_alive values as JSON numbers: Ollama rejects unit-less strings such as "-1"."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = float(text)
+        except ValueError:
+            return text
+    if not math.isfinite(value):
+        raise ValueError(f"keep_alive must be finite, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _error_text(raw: bytes) -> str:
+    """The `error` field of a JSON error body, else the raw body text (content types vary)."""
+    text = raw.decode("utf-8", errors="replace").strip()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if isinstance(value, dict) and "error" in value:
+        error = value["error"]
+        text = error if isinstance(error, str) else json.dumps(error)
+    if len(text) > _MAX_ERROR_TEXT:
+        text = text[:_MAX_ERROR_TEXT] + "…"
+    return text
+
+
+def _describe(exc: BaseException) -> str:
+    """A short human description of a transport failure."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"cannot resolve host {exc.host!r}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return "connection refused"
+        return str(exc.os_error) or str(exc)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server closed the connection"
+    return str(exc) or type(exc).__name__

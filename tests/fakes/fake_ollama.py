@@ -1,0 +1,1043 @@
+"""A faithful fake Ollama server (aiohttp.web on 127.0.0.1, random port) for tests and benchmarks.
+
+Follows the wire format of Ollama 0.32.x as described in /work/shared/notes/ollama-api.md:
+lazy headers (nothing is sent before the first chunk), NDJSON framing, Go JSON escaping,
+exact error texts, and client-disconnect detection so tests can assert a stream was closed.
+
+Cut-off counts (`error_after`, `eof_after`, `drop_after`, `stall_after`) count streamed delta
+lines, i.e. thinking lines plus content lines (the same as content tokens when there is no
+thinking).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+from aiohttp import web
+
+__all__ = [
+    "BUSY_TEXT",
+    "DEFAULT_MODELS",
+    "EMBEDDING_MODEL",
+    "PULLABLE_EXTRA",
+    "RUNNER_STOPPED_TEXT",
+    "ChatScript",
+    "FakeModel",
+    "FakeOllama",
+    "RecordedRequest",
+    "go_json",
+]
+
+_T = TypeVar("_T")
+
+BUSY_TEXT = "server busy, please try again.  maximum pending requests exceeded"
+RUNNER_STOPPED_TEXT = (
+    "model runner has unexpectedly stopped, this may be due to resource limitations or an internal error, "
+    "check ollama server logs for details"
+)
+PULL_MISSING_TEXT = "pull model manifest: file does not exist"
+THINK_LEVELS = ("high", "medium", "low", "max")
+# Go's maximum time.Duration (~292 years): what `keep_alive: -1` shows as expires_at.
+_FOREVER_SECONDS = 9_223_372_036.854775807
+_DEFAULT_KEEP_ALIVE = 300.0
+_JSON_UTF8 = "application/json; charset=utf-8"
+_JSON_BARE = "application/json"
+_NDJSON = "application/x-ndjson"
+_DURATION = re.compile(r"[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+")
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_MODEL_NAME = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*){0,2}(?::[A-Za-z0-9_][A-Za-z0-9._-]*)?"
+)
+_B64 = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_OPTION_TYPES: dict[str, str] = {
+    **dict.fromkeys(
+        ("num_keep", "seed", "num_predict", "top_k", "repeat_last_n", "num_ctx", "num_batch", "num_gpu", "main_gpu"),
+        "integer",
+    ),
+    "num_thread": "integer",
+    **dict.fromkeys(
+        ("temperature", "top_p", "min_p", "typical_p", "repeat_penalty", "presence_penalty", "frequency_penalty"),
+        "float32",
+    ),
+    "use_mmap": "boolean",
+    "stop": "array",
+}
+
+
+# --------------------------------------------------------------------------- data model
+
+
+@dataclass
+class FakeModel:
+    """A locally "installed" model."""
+
+    name: str
+    size: int = 2_019_393_189
+    parameter_size: str = "3.2B"
+    quantization_level: str = "Q4_K_M"
+    family: str = "llama"
+    capabilities: tuple[str, ...] = ("completion",)
+    context_length: int = 131_072
+
+    @property
+    def digest(self) -> str:
+        """Bare hex digest, stable per name."""
+        return hashlib.sha256(self.name.encode()).hexdigest()
+
+    def details(self) -> dict[str, Any]:
+        """The `details` object shared by tags, show and ps."""
+        return {
+            "parent_model": "",
+            "format": "gguf",
+            "family": self.family,
+            "families": [self.family],
+            "parameter_size": self.parameter_size,
+            "quantization_level": self.quantization_level,
+        }
+
+
+DEFAULT_MODELS: tuple[FakeModel, ...] = (
+    FakeModel("llama3.2:latest", 2_019_393_189, "3.2B", "Q4_K_M", "llama", ("completion", "tools"), 131_072),
+    FakeModel("qwen3:8b", 5_225_388_164, "8.2B", "Q4_K_M", "qwen3", ("completion", "tools", "thinking"), 40_960),
+    FakeModel("gemma3:4b", 3_338_801_804, "4.3B", "Q4_K_M", "gemma3", ("completion", "vision"), 131_072),
+)
+EMBEDDING_MODEL = FakeModel("nomic-embed-text:latest", 274_302_450, "137M", "F16", "nomic-bert", ("embedding",), 2048)
+PULLABLE_EXTRA = FakeModel("tinyllama:latest", 637_700_138, "1B", "Q4_0", "llama", ("completion",), 2048)
+
+
+@dataclass
+class ChatScript:
+    """What the next generation request streams back."""
+
+    tokens: list[str] = field(default_factory=lambda: ["Hello", " world", "!"])
+    thinking: list[str] = field(default_factory=list)
+    final_content: str = ""
+    token_delay: float = 0.0
+    first_token_delay: float = 0.0
+    status: int | None = None
+    error: str | None = None
+    error_after: int | None = None
+    stream_error: str = "an error was encountered while running the model: unexpected EOF"
+    eof_after: int | None = None
+    drop_after: int | None = None
+    stall_after: int | None = None
+    split_writes: bool = False
+    done_reason: str = "stop"
+    # Extras beyond the minimal contract:
+    lines_per_write: int = 1  # >1 packs several NDJSON lines into one write
+    raw_error_body: bool = False  # send `error` as a text/plain body (like a proxy), not JSON
+
+
+@dataclass(eq=False)
+class RecordedRequest:
+    """One request as the fake saw it, plus streaming timestamps (time.monotonic) for generations."""
+
+    method: str
+    path: str
+    json: Any
+    at: float
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes = b""
+    status: int | None = None
+    script: ChatScript | None = None
+    token_times: list[float] = field(default_factory=list)
+    first_chunk_at: float | None = None  # first line of any kind (thinking or content) flushed
+    first_token_at: float | None = None  # first content line flushed
+    last_token_at: float | None = None
+    done_sent: bool = False
+    disconnected: bool = False
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def body(self) -> Any:
+        """Alias for `json`."""
+        return self.json
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, message: str, content_type: str = _JSON_UTF8, *, raw: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.content_type = content_type
+        self.raw = raw
+
+    def response(self) -> web.Response:
+        if self.raw:
+            return web.Response(status=self.status, body=self.message.encode(), content_type="text/plain")
+        return web.Response(
+            status=self.status, body=go_json({"error": self.message}), headers={"Content-Type": self.content_type}
+        )
+
+
+# --------------------------------------------------------------------------- encoding helpers
+
+
+def go_json(obj: Any) -> bytes:
+    """Encode like Go's encoding/json: compact, raw UTF-8, `<`, `>`, `&`, U+2028/9 escaped."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    text = (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates: Go would have replaced invalid UTF-8 with U+FFFD.
+        return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text).encode("utf-8")
+
+
+def _rfc3339(ns: int | None = None) -> str:
+    ns = time.time_ns() if ns is None else ns
+    sec, frac = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(sec, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    digits = f"{frac:09d}".rstrip("0")
+    return f"{base}.{digits}Z" if digits else f"{base}Z"
+
+
+def _normalize(name: str) -> str:
+    name = name.strip().lower()
+    for prefix in ("registry.ollama.ai/library/", "registry.ollama.ai/"):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+    if name.startswith("library/"):
+        name = name[len("library/") :]
+    if ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return name
+
+
+def _with_tag(name: str) -> str:
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+def _split_point(data: bytes) -> int:
+    """Where to split a line in two writes: inside the first multi-byte UTF-8 character if any."""
+    for i, byte in enumerate(data):
+        if byte >= 0xC0 and i + 1 < len(data):
+            return i + 1
+    return max(1, len(data) // 2)
+
+
+def _go_decode_error(text: str, exc: json.JSONDecodeError) -> str:
+    if exc.pos >= len(text.rstrip()):
+        return "unexpected EOF"
+    return f"invalid character '{text[exc.pos]}' looking for beginning of value"
+
+
+def _parse_keep_alive(value: Any) -> float | None:
+    """keep_alive as seconds (negative = forever), mirroring api.Duration.UnmarshalJSON."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise _ApiError(400, f"Unsupported type: '{type(value).__name__}'")
+    if isinstance(value, int | float):
+        return -1.0 if value < 0 else float(value)
+    if isinstance(value, str):
+        if value == "0":
+            return 0.0
+        if _DURATION.fullmatch(value):
+            sign = -1.0 if value.startswith("-") else 1.0
+            total = sum(float(num) * _UNIT_SECONDS[unit] for num, unit in re.findall(r"([\d.]+)([a-zµμ]+)", value))
+            return -1.0 if sign < 0 else total
+        quoted = json.dumps(value, ensure_ascii=False)
+        if _NUMBER.fullmatch(value):
+            raise _ApiError(400, f"time: missing unit in duration {quoted}")
+        raise _ApiError(400, f"time: invalid duration {quoted}")
+    raise _ApiError(400, f"Unsupported type: '{type(value).__name__}'")
+
+
+def _check_think(value: Any) -> None:
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and value in THINK_LEVELS):
+        return
+    shown = json.dumps(value, ensure_ascii=False)
+    raise _ApiError(400, f'invalid think value: {shown} (must be "high", "medium", "low", "max", true, or false)')
+
+
+def _check_images(images: Any) -> None:
+    if not images:
+        return
+    for image in images:
+        if not isinstance(image, str):
+            raise _ApiError(400, "json: cannot unmarshal value into Go struct field of type api.ImageData")
+        data = image.encode()
+        for pos, byte in enumerate(data):
+            if byte not in _B64 and byte != ord("="):
+                raise _ApiError(400, f"illegal base64 data at input byte {pos}")
+        try:
+            base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise _ApiError(400, f"illegal base64 data at input byte {len(data.rstrip(b'='))}") from None
+
+
+def _check_options(options: Any) -> None:
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise _ApiError(400, "json: cannot unmarshal value into Go struct field of type map[string]interface {}")
+    for key, value in options.items():
+        kind = _OPTION_TYPES.get(key)
+        ok = (
+            kind is None
+            or (kind == "integer" and isinstance(value, int | float) and not isinstance(value, bool))
+            or (kind == "float32" and isinstance(value, int | float) and not isinstance(value, bool))
+            or (kind == "boolean" and isinstance(value, bool))
+            or (kind == "array" and isinstance(value, list))
+        )
+        if not ok:
+            raise _ApiError(500, f'option "{key}" must be of type {kind}')
+
+
+def _check_format(fmt: Any) -> None:
+    if fmt in (None, "", "json") or isinstance(fmt, dict):
+        return
+    shown = json.dumps(fmt, ensure_ascii=False)
+    raise _ApiError(500, f'invalid format: {shown}; expected "json" or a valid JSON Schema object')
+
+
+def _parameter_count(size: str) -> int:
+    scale = {"B": 1e9, "M": 1e6, "K": 1e3}.get(size[-1:].upper(), 1.0)
+    try:
+        return int(float(size.rstrip("BMKbmk")) * scale)
+    except ValueError:
+        return 0
+
+
+def _rough_tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+# --------------------------------------------------------------------------- streaming machinery
+
+
+class _Stream:
+    """Lazily prepared NDJSON response plus the recording of flush times."""
+
+    def __init__(self, request: web.Request, rec: RecordedRequest, script: ChatScript) -> None:
+        self.request = request
+        self.rec = rec
+        self.script = script
+        self.resp: web.StreamResponse | None = None
+        self._pending: list[tuple[bytes, bool]] = []
+
+    async def _prepare(self) -> web.StreamResponse:
+        if self.resp is None:
+            # Headers go out only now, with the first chunk, exactly like Ollama.
+            self.resp = web.StreamResponse(status=200, headers={"Content-Type": _NDJSON})
+            await self.resp.prepare(self.request)
+            self.rec.status = 200
+        return self.resp
+
+    async def add(self, obj: dict[str, Any], *, content: bool, flush: bool = False) -> None:
+        self._pending.append((go_json(obj) + b"\n", content))
+        if flush or len(self._pending) >= max(1, self.script.lines_per_write):
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        data = b"".join(line for line, _ in pending)
+        resp = await self._prepare()
+        if self.script.split_writes:
+            cut = _split_point(data)
+            await resp.write(data[:cut])
+            # A short pause so the halves reach the client as separate reads.
+            await asyncio.sleep(0.002)
+            await resp.write(data[cut:])
+        else:
+            await resp.write(data)
+        now = time.monotonic()
+        rec = self.rec
+        if rec.first_chunk_at is None:
+            rec.first_chunk_at = now
+        for _, is_content in pending:
+            if is_content:
+                rec.token_times.append(now)
+                if rec.first_token_at is None:
+                    rec.first_token_at = now
+                rec.last_token_at = now
+
+    async def drop_mid_line(self, obj: dict[str, Any]) -> web.StreamResponse:
+        await self.flush()
+        resp = await self._prepare()
+        line = go_json(obj) + b"\n"
+        await resp.write(line[: max(1, len(line) // 2)])
+        transport = self.request.transport
+        if transport is not None:
+            transport.close()
+        return resp
+
+    async def end(self) -> web.StreamResponse:
+        await self.flush()
+        resp = await self._prepare()
+        await resp.write_eof()
+        return resp
+
+
+# --------------------------------------------------------------------------- the server
+
+
+class FakeOllama:
+    """Fake Ollama HTTP server on 127.0.0.1 with scripted generations and full request recording."""
+
+    def __init__(
+        self,
+        *,
+        models: Sequence[FakeModel] | None = None,
+        version: str = "0.32.15",
+        parallel: int | None = None,
+        max_queue: int | None = None,
+        registry: Sequence[FakeModel] | None = None,
+        load_delay: float = 0.0,
+    ) -> None:
+        self.models: dict[str, FakeModel] = {
+            _normalize(m.name): m for m in (DEFAULT_MODELS if models is None else models)
+        }
+        self.version = version
+        self.parallel = parallel  # per-model concurrent generations; None = unlimited
+        self.max_queue = max_queue  # waiting requests per model beyond which 503 is returned; None = unbounded
+        self.load_delay = load_delay  # extra delay before the first chunk when the model is not loaded
+        registry_models = [*self.models.values(), PULLABLE_EXTRA] if registry is None else list(registry)
+        self.registry: dict[str, FakeModel] = {_normalize(m.name): m for m in registry_models}
+        self.scripts: deque[ChatScript] = deque()
+        self.default_script = ChatScript()
+        self.script_for: Callable[[dict[str, Any]], ChatScript | None] | None = None
+        self.requests: list[RecordedRequest] = []
+        self.loaded: dict[str, float] = {}  # normalised name -> expires_at (time.time())
+        self._keep_alive: dict[str, float] = {}
+        self._in_flight: dict[str, int] = {}
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._waiting: dict[str, int] = {}
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._closing = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._activity = asyncio.Event()
+        self._live: dict[int, RecordedRequest] = {}
+
+    # ---- lifecycle
+
+    async def start(self) -> FakeOllama:
+        """Bind to 127.0.0.1 on a random port."""
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_get("/", self._root)
+        app.router.add_get("/api/version", self._version)
+        app.router.add_get("/api/tags", self._tags)
+        app.router.add_post("/api/show", self._show)
+        app.router.add_get("/api/ps", self._ps)
+        app.router.add_post("/api/chat", self._chat)
+        app.router.add_post("/api/generate", self._generate)
+        app.router.add_post("/api/pull", self._pull)
+        app.router.add_delete("/api/delete", self._delete)
+        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self._port = int(self._runner.addresses[0][1])
+        return self
+
+    async def close(self) -> None:
+        """Stop the server, cancelling any handler still running (stalls, long delays)."""
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeOllama:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        if self._port is None:
+            raise RuntimeError("FakeOllama not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. http://127.0.0.1:PORT."""
+        return f"http://127.0.0.1:{self.port}"
+
+    # ---- test helpers
+
+    @property
+    def chat_requests(self) -> list[RecordedRequest]:
+        """Recorded POST /api/chat requests."""
+        return [r for r in self.requests if r.path == "/api/chat"]
+
+    def add_model(self, model: FakeModel) -> None:
+        """Install a model (visible in tags/show/chat)."""
+        self.models[_normalize(model.name)] = model
+
+    async def wait_for_disconnect(
+        self, timeout: float = 5.0, *, request: RecordedRequest | None = None
+    ) -> RecordedRequest:
+        """Wait until a request (any, or the given one) records that its client went away; return it."""
+        candidates = [request] if request is not None else self.requests
+
+        def gone() -> RecordedRequest | None:
+            return next((r for r in candidates if r.disconnected), None)
+
+        return await self._wait_for(gone, timeout)
+
+    async def wait_for_requests(
+        self, count: int, path: str = "/api/chat", timeout: float = 5.0
+    ) -> list[RecordedRequest]:
+        """Wait until at least `count` requests to `path` have arrived."""
+
+        def ready() -> list[RecordedRequest] | None:
+            found = [r for r in self.requests if r.path == path]
+            return found if len(found) >= count else None
+
+        return await self._wait_for(ready, timeout)
+
+    async def _wait_for(self, probe: Callable[[], _T | None], timeout: float) -> _T:
+        async with asyncio.timeout(timeout):
+            while True:
+                self._activity.clear()
+                if (found := probe()) is not None:
+                    return found
+                await self._activity.wait()
+
+    def _touch(self) -> None:
+        self._activity.set()
+
+    def _next_script(self, body: dict[str, Any]) -> ChatScript:
+        if self.script_for is not None and (chosen := self.script_for(body)) is not None:
+            return chosen
+        if self.scripts:
+            return self.scripts.popleft()
+        return self.default_script
+
+    # ---- middleware: recording, error mapping, disconnect detection
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        raw = await request.read() if request.body_exists else b""
+        parsed: Any = None
+        if raw:
+            with contextlib.suppress(ValueError):
+                parsed = json.loads(raw)
+        rec = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            json=parsed,
+            at=time.monotonic(),
+            headers=dict(request.headers),
+            raw=raw,
+        )
+        # Keyed by id(): request storage keys need aiohttp 3.14's RequestKey to stay warning-free.
+        self._live[id(request)] = rec
+        self.requests.append(rec)
+        self._touch()
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            resp: web.StreamResponse = await handler(request)
+        except _ApiError as exc:
+            resp = exc.response()
+        except web.HTTPNotFound:
+            resp = web.Response(status=404, text="404 page not found", content_type="text/plain")
+        except web.HTTPMethodNotAllowed:
+            resp = web.Response(status=405, text="405 method not allowed", content_type="text/plain")
+        except asyncio.CancelledError:
+            if not self._closing and not rec.done_sent:
+                rec.disconnected = True
+            raise
+        finally:
+            self._live.pop(id(request), None)
+            rec.finished.set()
+            self._touch()
+            if task is not None:
+                self._tasks.discard(task)
+        if rec.status is None:
+            rec.status = resp.status
+        return resp
+
+    def _rec(self, request: web.Request) -> RecordedRequest:
+        return self._live[id(request)]
+
+    def _body(self, request: web.Request, type_name: str) -> dict[str, Any]:
+        raw = self._rec(request).raw
+        if not raw:
+            raise _ApiError(400, "missing request body")
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _ApiError(400, _go_decode_error(text, exc)) from None
+        if not isinstance(value, dict):
+            kind = {list: "array", str: "string", bool: "bool"}.get(type(value), "number")
+            raise _ApiError(400, f"json: cannot unmarshal {kind} into Go value of type api.{type_name}")
+        return value
+
+    def _find(self, name: str) -> FakeModel | None:
+        return self.models.get(_normalize(name))
+
+    # ---- keep_alive / loaded-model bookkeeping
+
+    def _expire(self) -> None:
+        now = time.time()
+        for key, expires in list(self.loaded.items()):
+            if expires <= now and not self._in_flight.get(key):
+                del self.loaded[key]
+
+    def _begin(self, key: str, keep_alive: float | None) -> bool:
+        """Mark a request for model `key` as started; return whether the model was cold."""
+        self._expire()
+        cold = key not in self.loaded
+        if keep_alive is not None:
+            self._keep_alive[key] = keep_alive
+        elif cold:
+            self._keep_alive[key] = _DEFAULT_KEEP_ALIVE
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        self.loaded[key] = time.time() + self._duration(key)
+        return cold
+
+    def _end(self, key: str) -> None:
+        self._in_flight[key] = max(0, self._in_flight.get(key, 1) - 1)
+        if self._in_flight[key]:
+            return
+        # The countdown starts when the model goes idle.
+        if self._keep_alive.get(key) == 0:
+            self.loaded.pop(key, None)
+        else:
+            self.loaded[key] = time.time() + self._duration(key)
+
+    def _duration(self, key: str) -> float:
+        seconds = self._keep_alive.get(key, _DEFAULT_KEEP_ALIVE)
+        return _FOREVER_SECONDS if seconds < 0 else seconds
+
+    # ---- simple routes
+
+    async def _root(self, request: web.Request) -> web.Response:
+        return web.Response(text="Ollama is running", content_type="text/plain")
+
+    def _json(self, obj: Any, status: int = 200) -> web.Response:
+        return web.Response(status=status, body=go_json(obj), headers={"Content-Type": _JSON_UTF8})
+
+    async def _version(self, request: web.Request) -> web.Response:
+        return self._json({"version": self.version})
+
+    async def _tags(self, request: web.Request) -> web.Response:
+        models = []
+        for m in self.models.values():
+            entry: dict[str, Any] = {
+                "name": m.name,
+                "model": m.name,
+                "modified_at": "2026-05-10T08:06:48.639712648-07:00",
+                "size": m.size,
+                "digest": m.digest,
+                "details": m.details(),
+            }
+            if m.capabilities:
+                entry["capabilities"] = list(m.capabilities)
+            models.append(entry)
+        return self._json({"models": models})
+
+    async def _show(self, request: web.Request) -> web.Response:
+        body = self._body(request, "ShowRequest")
+        name = body.get("model") or body.get("name") or ""
+        if not isinstance(name, str) or not name:
+            raise _ApiError(400, "model is required")
+        model = self._find(name)
+        if model is None:
+            raise _ApiError(404, f"model '{_with_tag(name)}' not found")
+        arch = model.family.replace("-", "")
+        info: dict[str, Any] = {
+            "general.architecture": arch,
+            "general.file_type": 15,
+            "general.parameter_count": _parameter_count(model.parameter_size),
+            "general.quantization_version": 2,
+            f"{arch}.context_length": model.context_length,
+            f"{arch}.embedding_length": 4096,
+        }
+        return self._json(
+            {
+                "license": "LICENSE TEXT",
+                "modelfile": f'# Modelfile generated by "ollama show"\nFROM {model.name}\n'
+                'TEMPLATE """{{ if .System }}<|system|>{{ .System }}{{ end }}<|user|>{{ .Prompt }}"""\n',
+                "parameters": 'stop                           "<|eot_id|>"',
+                "template": "{{ if .System }}<|system|>{{ .System }}{{ end }}<|user|>{{ .Prompt }}",
+                "details": model.details(),
+                "model_info": info,
+                "capabilities": list(model.capabilities),
+                "modified_at": "2026-05-10T08:06:48.639712648-07:00",
+            }
+        )
+
+    async def _ps(self, request: web.Request) -> web.Response:
+        self._expire()
+        entries = []
+        for key, expires in sorted(self.loaded.items(), key=lambda kv: kv[1], reverse=True):
+            model = self.models.get(key)
+            if model is None:
+                continue
+            entries.append(
+                {
+                    "name": model.name,
+                    "model": model.name,
+                    "size": model.size + 500_000_000,
+                    "digest": model.digest,
+                    "details": model.details(),
+                    "expires_at": _rfc3339(int(expires * 1e9)),
+                    "size_vram": model.size + 500_000_000,
+                    "context_length": min(4096, model.context_length),
+                }
+            )
+        return self._json({"models": entries})
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        body = self._body(request, "DeleteRequest")
+        name = body.get("model") or body.get("name") or ""
+        if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
+            raise _ApiError(400, f'name "{name}" is invalid')
+        key = _normalize(name)
+        if key not in self.models:
+            raise _ApiError(404, f"model '{name}' not found")
+        del self.models[key]
+        self.loaded.pop(key, None)
+        return web.Response(status=200)
+
+    async def _pull(self, request: web.Request) -> web.StreamResponse:
+        body = self._body(request, "PullRequest")
+        name = body.get("model") or body.get("name") or ""
+        if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
+            raise _ApiError(400, "invalid model name")
+        model = self.registry.get(_normalize(name))
+        if body.get("stream") is False:
+            if model is None:
+                raise _ApiError(500, PULL_MISSING_TEXT)
+            self.add_model(model)
+            return self._json({"status": "success"})
+        resp = web.StreamResponse(status=200, headers={"Content-Type": _NDJSON})
+        await resp.prepare(request)
+        await resp.write(go_json({"status": "pulling manifest"}) + b"\n")
+        if model is None:
+            await resp.write(go_json({"error": PULL_MISSING_TEXT}) + b"\n")
+            await resp.write_eof()
+            return resp
+        layers = [
+            ("sha256:" + hashlib.sha256(f"{model.name}/model".encode()).hexdigest(), model.size - 12_000),
+            ("sha256:" + hashlib.sha256(f"{model.name}/params".encode()).hexdigest(), 12_000),
+        ]
+        for digest, total in layers:
+            status = f"pulling {digest[7:19]}"
+            await resp.write(go_json({"status": status, "digest": digest, "total": total}) + b"\n")
+            for completed in (total // 3, 2 * total // 3, total):
+                line = {"status": status, "digest": digest, "total": total, "completed": completed}
+                await resp.write(go_json(line) + b"\n")
+                await asyncio.sleep(0)
+        for status in ("verifying sha256 digest", "writing manifest", "success"):
+            await resp.write(go_json({"status": status}) + b"\n")
+        self.add_model(model)
+        await resp.write_eof()
+        return resp
+
+    # ---- generation routes
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = self._body(request, "ChatRequest")
+        name = body.get("model")
+        if name is not None and not isinstance(name, str):
+            raise _ApiError(400, "json: cannot unmarshal number into Go struct field ChatRequest.model of type string")
+        if not name:
+            raise _ApiError(400, "model is required")
+        keep_alive = _parse_keep_alive(body.get("keep_alive"))
+        think = body.get("think")
+        _check_think(think)
+        if not _MODEL_NAME.fullmatch(name):
+            raise _ApiError(400, "invalid model name")
+        model = self._find(name)
+        if model is None:
+            raise _ApiError(404, f"model '{name}' not found")
+        if "completion" not in model.capabilities:
+            raise _ApiError(400, f'"{name}" does not support chat')
+        if body.get("tools") and "tools" not in model.capabilities:
+            raise _ApiError(400, f"registry.ollama.ai/library/{_with_tag(model.name)} does not support tools")
+        if think not in (None, False) and "thinking" not in model.capabilities:
+            raise _ApiError(400, f'"{name}" does not support thinking')
+        top_logprobs = body.get("top_logprobs")
+        if isinstance(top_logprobs, int) and not 0 <= top_logprobs <= 20:
+            raise _ApiError(400, "top_logprobs must be between 0 and 20")
+        messages = body.get("messages") or []
+        if not isinstance(messages, list):
+            raise _ApiError(400, "json: cannot unmarshal object into Go struct field ChatRequest.messages")
+        for message in messages:
+            if isinstance(message, dict):
+                _check_images(message.get("images"))
+        if not messages:
+            return await self._load_or_unload(name, keep_alive, kind="chat")
+        _check_options(body.get("options"))
+        _check_format(body.get("format"))
+        prompt_tokens = sum(_rough_tokens(str(m.get("content", ""))) for m in messages if isinstance(m, dict))
+        return await self._run(request, body, name, keep_alive, prompt_tokens, kind="chat")
+
+    async def _generate(self, request: web.Request) -> web.StreamResponse:
+        body = self._body(request, "GenerateRequest")
+        name = body.get("model") or ""
+        if not isinstance(name, str):
+            name = ""
+        keep_alive = _parse_keep_alive(body.get("keep_alive"))
+        think = body.get("think")
+        _check_think(think)
+        if body.get("raw") and (body.get("template") or body.get("system") or body.get("context")):
+            raise _ApiError(400, "raw mode does not support template, system, or context")
+        model = self._find(name) if name else None
+        if model is None:
+            raise _ApiError(404, f"model '{name}' not found")
+        if "completion" not in model.capabilities:
+            raise _ApiError(400, f'"{name}" does not support generate')
+        if think not in (None, False) and "thinking" not in model.capabilities:
+            raise _ApiError(400, f'"{name}" does not support thinking')
+        _check_images(body.get("images"))
+        prompt = body.get("prompt") or ""
+        if not prompt and not body.get("images"):
+            return await self._load_or_unload(name, keep_alive, kind="generate")
+        _check_options(body.get("options"))
+        _check_format(body.get("format"))
+        return await self._run(request, body, name, keep_alive, _rough_tokens(str(prompt)), kind="generate")
+
+    async def _load_or_unload(
+        self, name: str, keep_alive: float | None, *, kind: Literal["chat", "generate"]
+    ) -> web.Response:
+        key = _normalize(name)
+        if keep_alive == 0:
+            self._keep_alive[key] = 0
+            self.loaded.pop(key, None)
+            reason = "unload"
+        else:
+            cold = self._begin(key, keep_alive)
+            try:
+                if cold and self.load_delay:
+                    await asyncio.sleep(self.load_delay)
+            finally:
+                self._end(key)
+            reason = "load"
+        obj: dict[str, Any] = {"model": name, "created_at": _rfc3339()}
+        if kind == "chat":
+            obj["message"] = {"role": "assistant", "content": ""}
+        else:
+            obj["response"] = ""
+        obj["done"] = True
+        obj["done_reason"] = reason
+        return self._json(obj)
+
+    async def _run(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        name: str,
+        keep_alive: float | None,
+        prompt_tokens: int,
+        *,
+        kind: Literal["chat", "generate"],
+    ) -> web.StreamResponse:
+        rec = self._rec(request)
+        key = _normalize(name)
+        script = self._next_script(body)
+        rec.script = script
+        t0 = time.perf_counter_ns()  # load_duration includes the queue wait, as in Ollama
+        semaphore = self._semaphore(key)
+        queue_full = self.max_queue is not None and self._waiting.get(key, 0) >= self.max_queue
+        if semaphore is not None and semaphore.locked() and queue_full:
+            raise _ApiError(503, BUSY_TEXT)
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        try:
+            if semaphore is not None:
+                await semaphore.acquire()
+        finally:
+            self._waiting[key] -= 1
+        try:
+            cold = self._begin(key, keep_alive)
+            try:
+                if cold and self.load_delay:
+                    await asyncio.sleep(self.load_delay)
+                t_loaded = time.perf_counter_ns()
+                if script.first_token_delay:
+                    await asyncio.sleep(script.first_token_delay)
+                if script.status is not None or script.error is not None:
+                    raise self._script_error(script, name)
+                if body.get("stream") is False:
+                    return await self._respond_whole(request, rec, script, name, prompt_tokens, kind, t0, t_loaded)
+                return await self._respond_stream(request, rec, script, name, prompt_tokens, kind, t0, t_loaded)
+            finally:
+                self._end(key)
+        finally:
+            if semaphore is not None:
+                semaphore.release()
+
+    def _semaphore(self, key: str) -> asyncio.Semaphore | None:
+        if self.parallel is None:
+            return None
+        if key not in self._semaphores:
+            self._semaphores[key] = asyncio.Semaphore(self.parallel)
+        return self._semaphores[key]
+
+    @staticmethod
+    def _script_error(script: ChatScript, name: str) -> _ApiError:
+        status = script.status if script.status is not None else 500
+        message = script.error
+        if message is None:
+            message = {404: f"model '{name}' not found", 503: BUSY_TEXT}.get(status, RUNNER_STOPPED_TEXT)
+        # Errors raised on the streaming path before the first byte carry no charset.
+        return _ApiError(status, message, _JSON_BARE, raw=script.raw_error_body)
+
+    @staticmethod
+    def _deltas(script: ChatScript) -> list[tuple[str, str]]:
+        """(content, thinking) per streamed line; the last thinking delta rides on the first content line."""
+        deltas = [("", t) for t in script.thinking]
+        contents = list(script.tokens)
+        if deltas and contents:
+            deltas[-1] = (contents.pop(0), deltas[-1][1])
+        deltas.extend((c, "") for c in contents)
+        return deltas
+
+    @staticmethod
+    def _metrics(t0: int, t_loaded: int, t_first: int, prompt_tokens: int, eval_count: int) -> dict[str, int]:
+        now = time.perf_counter_ns()
+        metrics = {
+            "total_duration": now - t0,
+            "load_duration": max(1, t_loaded - t0),
+            "prompt_eval_count": prompt_tokens,
+            "prompt_eval_duration": max(1, t_first - t_loaded),
+            "eval_count": eval_count,
+            "eval_duration": max(1, now - t_first) if eval_count else 0,
+        }
+        return {k: v for k, v in metrics.items() if v}
+
+    @staticmethod
+    def _line(name: str, kind: str, content: str, thinking: str) -> dict[str, Any]:
+        obj: dict[str, Any] = {"model": name, "created_at": _rfc3339()}
+        if kind == "chat":
+            message = {"role": "assistant", "content": content}
+            if thinking:
+                message["thinking"] = thinking
+            obj["message"] = message
+        else:
+            obj["response"] = content
+            if thinking:
+                obj["thinking"] = thinking
+        obj["done"] = False
+        return obj
+
+    async def _respond_stream(
+        self,
+        request: web.Request,
+        rec: RecordedRequest,
+        script: ChatScript,
+        name: str,
+        prompt_tokens: int,
+        kind: Literal["chat", "generate"],
+        t0: int,
+        t_loaded: int,
+    ) -> web.StreamResponse:
+        stream = _Stream(request, rec, script)
+        deltas = self._deltas(script)
+        t_first = time.perf_counter_ns()
+        sent = 0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            for index in range(len(deltas) + 1):
+                if index and script.token_delay:
+                    await stream.flush()
+                    # Absolute schedule, so a 40 tok/s script really streams at 40 tok/s without drift.
+                    await asyncio.sleep(max(0.0, started + index * script.token_delay - loop.time()))
+                else:
+                    # Let other requests and disconnect notifications run even with zero delays.
+                    await asyncio.sleep(0)
+                final = index == len(deltas)
+                if script.error_after is not None and sent >= script.error_after:
+                    await stream.add({"error": script.stream_error}, content=False, flush=True)
+                    return await stream.end()
+                if script.eof_after is not None and sent >= script.eof_after:
+                    return await stream.end()
+                if script.drop_after is not None and sent >= script.drop_after:
+                    content, thinking = ("", "") if final else deltas[index]
+                    return await stream.drop_mid_line(self._line(name, kind, content or "dropped", thinking))
+                if script.stall_after is not None and sent >= script.stall_after:
+                    await stream.flush()
+                    # Hold the connection open, sending nothing, until the client leaves or we close.
+                    await asyncio.Event().wait()
+                if final:
+                    break
+                content, thinking = deltas[index]
+                await stream.add(self._line(name, kind, content, thinking), content=bool(content))
+                sent += 1
+            done: dict[str, Any] = self._line(name, kind, script.final_content, "")
+            done["done"] = True
+            done["done_reason"] = script.done_reason
+            if kind == "generate" and not rec.json.get("raw"):
+                done["context"] = list(range(1, prompt_tokens + sent + 1))
+            done.update(self._metrics(t0, t_loaded, t_first, prompt_tokens, sent))
+            await stream.add(done, content=bool(script.final_content), flush=True)
+            rec.done_sent = True
+            return await stream.end()
+        except ConnectionResetError:
+            # Writing to a connection the client already closed.
+            if not rec.done_sent:
+                rec.disconnected = True
+            return stream.resp if stream.resp is not None else web.Response()
+
+    async def _respond_whole(
+        self,
+        request: web.Request,
+        rec: RecordedRequest,
+        script: ChatScript,
+        name: str,
+        prompt_tokens: int,
+        kind: Literal["chat", "generate"],
+        t0: int,
+        t_loaded: int,
+    ) -> web.StreamResponse:
+        deltas = self._deltas(script)
+        t_first = time.perf_counter_ns()
+        limit = len(deltas)
+        for cut in (script.error_after, script.eof_after, script.drop_after, script.stall_after):
+            if cut is not None:
+                limit = min(limit, cut)
+        if script.token_delay:
+            await asyncio.sleep(script.token_delay * limit)
+        if script.error_after is not None and script.error_after <= len(deltas):
+            raise _ApiError(500, script.stream_error)
+        if script.drop_after is not None and script.drop_after <= len(deltas):
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response()
+        if script.stall_after is not None and script.stall_after <= len(deltas):
+            await asyncio.Event().wait()
+        complete = script.eof_after is None or script.eof_after > len(deltas)
+        used = deltas[:limit]
+        content = "".join(c for c, _ in used) + (script.final_content if complete else "")
+        thinking = "".join(t for _, t in used)
+        obj = self._line(name, kind, content, thinking)
+        obj["done"] = complete
+        if complete:
+            obj["done_reason"] = script.done_reason
+            obj.update(self._metrics(t0, t_loaded, t_first, prompt_tokens, limit))
+        rec.done_sent = True
+        return self._json(obj)
