@@ -1,0 +1,1 @@
+"""Streaming model answers into Discord messages: splitting, pacing and relaying edits."""
