@@ -222,3 +222,42 @@ async def test_deleting_the_reply_stops_generation(harness: Harness) -> None:
     request = await harness.ollama.wait_for_disconnect()
     assert request.disconnected and not request.done_sent
     await harness.discord.wait_for(harness.idle)
+
+
+async def test_history_cut_is_noted_visibly(harness: Harness) -> None:
+    harness.ollama.default_script = ChatScript(tokens=["ok"])
+    await harness.start_bot(harness.settings(HISTORY_MAX_MESSAGES="3"))
+    message = await harness.discord.send_user_message("one", mention_bot=True)
+    for text in ("two", "three"):
+        await harness.wait_for_reply(int(message["id"]))
+        answer = harness.replies_to(int(message["id"]))[0]
+        message = await harness.discord.send_user_message(text, reply_to=int(answer["id"]))
+    parts = await harness.wait_for_reply(int(message["id"]))
+
+    assert parts[0].startswith("ok\n-# ")
+    assert "left out" in parts[0]
+    sent = harness.ollama.chat_requests[-1].json["messages"]
+    assert sent == [
+        {"role": "user", "content": "Alice: two"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "Alice: three"},
+    ]
+
+
+async def test_reply_to_a_deleted_message_with_a_mention_still_answers(harness: Harness) -> None:
+    harness.ollama.scripts.append(ChatScript(tokens=["Sure."]))
+    await harness.start_bot()
+    prompt = await harness.discord.send_user_message(
+        "what was that?", mention_bot=True, reply_to=999_999, reference_mode="null"
+    )
+    parts = await harness.wait_for_reply(int(prompt["id"]))
+    assert parts == ["Sure."]
+    assert harness.ollama.chat_requests[0].json["messages"] == [{"role": "user", "content": "Alice: what was that?"}]
+
+
+async def test_bare_mention_gets_a_hint_instead_of_a_model_call(harness: Harness) -> None:
+    await harness.start_bot()
+    prompt = await harness.discord.send_user_message("", mention_bot=True)
+    await harness.discord.wait_for(lambda: bool(harness.replies_to(int(prompt["id"]))))
+    assert "Ask me something" in harness.replies_to(int(prompt["id"]))[0]["content"]
+    assert harness.ollama.chat_requests == []
