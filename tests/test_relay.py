@@ -278,3 +278,21 @@ async def test_extra_notes_are_added_to_the_final_edit(clock: FakeClock) -> None
         extra_notes=["-# history trimmed"],
     )
     assert sink.final == ["".join(words(3)) + "\n-# history trimmed"]
+
+
+@pytest.mark.parametrize("count", [240, 250, 260, 270, 280, 290, 300, 320])
+async def test_final_edit_is_immediate_even_right_after_a_roll_over(clock: FakeClock, count: int) -> None:
+    """A split spends two writes; the final edit must still find a free slot at once."""
+    sink = RecordingSink(clock)
+    script = Script(clock, words(count))
+    result = await run(clock, script, sink)
+
+    assert join_split_answer(sink.final) == "".join(words(count))
+    assert result.final_edit_at == script.token_times[-1]
+
+
+async def test_updates_are_evenly_spaced_without_stalls(clock: FakeClock) -> None:
+    sink = RecordingSink(clock)
+    result = await run(clock, Script(clock, words(230)), sink)
+    gaps = [b - a for a, b in itertools.pairwise(result.update_times[:-1])]
+    assert max(gaps) <= 1.3

@@ -14,22 +14,31 @@ class ChannelWriteBudget:
     """A sliding-window count of message writes per channel (pure; the caller passes the time)."""
 
     def __init__(self, max_writes: int = 5, window: float = 5.0, margin: float = 0.15) -> None:
-        if max_writes < 2:
-            raise ValueError("max_writes must be at least 2 (one slot is kept for final edits)")
+        if max_writes < 3:
+            raise ValueError("max_writes must be at least 3 (a split takes two, and one is kept for final edits)")
         self.max_writes = max_writes
         # Our clock and Discord's never agree exactly; a little slack keeps us on the safe side.
         self.window = window + margin
         self._writes: dict[int, deque[float]] = {}
 
-    def delay(self, channel: int, now: float, *, forced: bool) -> float:
-        """Seconds to wait before the next write in `channel` (0 if it may go now).
+    @property
+    def steady_interval(self) -> float:
+        """The edit spacing one reply can keep up forever while leaving a slot free for its final edit.
 
-        Regular streaming edits leave one slot free, so a final edit or a split never has
-        to queue behind them.
+        Spacing edits evenly at this pace avoids the burst-then-stall rhythm of firing four edits
+        one second apart and then waiting for the window to slide.
+        """
+        return self.window / (self.max_writes - 1)
+
+    def delay(self, channel: int, now: float, *, needed: int = 1) -> float:
+        """Seconds to wait until `channel` has `needed` free write slots (0 if it has them now).
+
+        Streaming edits ask for one slot more than they use, so the final edit of a reply never
+        has to queue behind them.
         """
         writes = self._prune(channel, now)
-        allowed = self.max_writes if forced else self.max_writes - 1
-        excess = len(writes) - allowed + 1
+        needed = min(needed, self.max_writes)
+        excess = len(writes) + needed - self.max_writes
         if excess <= 0:
             return 0.0
         return max(0.0, writes[excess - 1] + self.window - now)

@@ -22,11 +22,13 @@ from bot.ollama.client import ChatChunk
 from bot.ollama.errors import OllamaError, OllamaIncompleteStream
 from bot.streaming import notes
 from bot.streaming.pacing import ChannelWriteBudget, next_edit_at
-from bot.streaming.splitter import MESSAGE_LIMIT, split_reply
+from bot.streaming.splitter import MESSAGE_LIMIT, ReplyPart, split_reply
 
 log = logging.getLogger(__name__)
 
 STREAMING_MARKER = " ⏳"
+# Fraction of a message after which a roll-over may come with the next tokens.
+ROLL_OVER_ZONE = 0.8
 
 
 class ReplyGone(Exception):
@@ -215,8 +217,20 @@ class _Relay:
 
     def _edit_delay(self) -> float:
         now = self.clock.now()
-        paced = next_edit_at(self.last_edit_at, self.options.edit_interval) - now
-        return max(paced, self.budget.delay(self.sink.channel_key, now, forced=False))
+        interval = max(self.options.edit_interval, self.budget.steady_interval)
+        paced = next_edit_at(self.last_edit_at, interval) - now
+        # A publish that rolls over to new messages writes more than once; it must still leave a
+        # slot free so the final edit can go out the moment the stream ends.
+        parts = self._parts()
+        writes = 1 + max(0, len(parts) - len(self.handles))
+        # Near the end of a message the final publish may have to roll over too (two writes), so
+        # keep a second slot free there.
+        nearly_full = len(parts[-1].render(STREAMING_MARKER)) > self.options.limit * ROLL_OVER_ZONE
+        needed = writes + 1 + int(nearly_full)
+        return max(paced, self.budget.delay(self.sink.channel_key, now, needed=needed))
+
+    def _parts(self) -> list[ReplyPart]:
+        return split_reply(self.result.text, limit=self.options.limit, reserve=len(STREAMING_MARKER))
 
     async def _show_placeholder(self) -> None:
         self.placeholder_shown = True
@@ -226,8 +240,7 @@ class _Relay:
 
     async def _publish(self, *, final: bool) -> None:
         """Bring Discord up to date with the current text; on `final`, finish every message."""
-        text = self.result.text
-        parts = split_reply(text, limit=self.options.limit, reserve=len(STREAMING_MARKER))
+        parts = self._parts()
         trailing: list[str] = []
         for index, part in enumerate(parts):
             last = index == len(parts) - 1
@@ -261,8 +274,7 @@ class _Relay:
         if index < len(self.shown) and self.shown[index] == content:
             return
         creating = index >= len(self.handles)
-        forced = not streaming or creating
-        while (delay := self.budget.delay(self.sink.channel_key, self.clock.now(), forced=forced)) > 0:
+        while (delay := self.budget.delay(self.sink.channel_key, self.clock.now())) > 0:
             await self.clock.sleep(delay)
         self.budget.record(self.sink.channel_key, self.clock.now())
         if creating:
