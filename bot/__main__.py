@@ -17,9 +17,11 @@ import discord
 from dotenv import find_dotenv, load_dotenv
 
 from bot.app import OllacordBot, Services
+from bot.channel_settings.store import DATABASE_FILENAME, SettingsStore, SqliteSettingsStore, StoreError
 from bot.clock import MonotonicClock
 from bot.config import ConfigError, Settings
 from bot.logs import setup_logging
+from bot.ollama.catalog import ModelCatalog
 from bot.ollama.client import OllamaClient
 from bot.ollama.errors import OllamaError
 from bot.streaming.pacing import ChannelWriteBudget
@@ -31,20 +33,31 @@ INTENT_HELP = (
     "https://discord.com/developers/applications > your application > Bot > Privileged Gateway Intents > "
     "enable MESSAGE CONTENT INTENT, save, then start ollacord again."
 )
-LOGIN_REFUSED_HELP = (
-    "Discord rejected DISCORD_TOKEN. Copy a fresh token from the developer portal (Bot > Reset Token)."
-)
+LOGIN_REFUSED_HELP = "Discord rejected DISCORD_TOKEN. Copy a fresh token from the developer portal (Bot > Reset Token)."
 
 
-def build_services(settings: Settings, session: aiohttp.ClientSession) -> Services:
-    """Wire the core services around one shared HTTP session."""
+def build_services(settings: Settings, session: aiohttp.ClientSession, store: SettingsStore) -> Services:
+    """Wire the core services around one shared HTTP session and the settings store."""
+    clock = MonotonicClock()
     ollama = OllamaClient(
         session,
         settings.ollama_host,
         first_token_timeout=settings.first_token_timeout,
         inactivity_timeout=settings.stream_inactivity_timeout,
     )
-    return Services(settings=settings, ollama=ollama, clock=MonotonicClock(), budget=ChannelWriteBudget())
+    return Services(
+        settings=settings,
+        ollama=ollama,
+        clock=clock,
+        budget=ChannelWriteBudget(),
+        store=store,
+        catalog=ModelCatalog(ollama, clock),
+    )
+
+
+async def open_store(settings: Settings) -> SettingsStore:
+    """Open the settings database in DATA_DIR (created on first start)."""
+    return await SqliteSettingsStore.open(settings.data_dir / DATABASE_FILENAME)
 
 
 async def _report_ollama(services: Services) -> None:
@@ -63,20 +76,28 @@ async def _report_ollama(services: Services) -> None:
 
 async def run_bot(settings: Settings) -> int:
     """Run until the bot stops; return the process exit code."""
+    try:
+        store = await open_store(settings)
+    except StoreError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        services = build_services(settings, session)
-        await _report_ollama(services)
-        bot = OllacordBot(services)
-        try:
-            async with bot:
-                await bot.start(settings.discord_token)
-        except discord.LoginFailure:
-            print(LOGIN_REFUSED_HELP, file=sys.stderr)
-            return 1
-        except discord.PrivilegedIntentsRequired:
-            print(INTENT_HELP, file=sys.stderr)
-            return 1
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            services = build_services(settings, session, store)
+            await _report_ollama(services)
+            bot = OllacordBot(services)
+            try:
+                async with bot:
+                    await bot.start(settings.discord_token)
+            except discord.LoginFailure:
+                print(LOGIN_REFUSED_HELP, file=sys.stderr)
+                return 1
+            except discord.PrivilegedIntentsRequired:
+                print(INTENT_HELP, file=sys.stderr)
+                return 1
+    finally:
+        await store.close()
     return 0
 
 

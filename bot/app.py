@@ -10,8 +10,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.channel_settings.store import SettingsStore
 from bot.clock import Clock
 from bot.config import Settings
+from bot.ollama.catalog import ModelCatalog
 from bot.ollama.client import OllamaClient
 from bot.streaming.pacing import ChannelWriteBudget
 
@@ -26,6 +28,8 @@ class Services:
     ollama: OllamaClient
     clock: Clock
     budget: ChannelWriteBudget
+    store: SettingsStore
+    catalog: ModelCatalog
 
 
 def bot_intents() -> discord.Intents:
@@ -54,8 +58,10 @@ class OllacordBot(commands.Bot):
     async def setup_hook(self) -> None:
         """Load the cogs and publish the slash commands."""
         from bot.cogs.chat import ChatCog
+        from bot.cogs.settings_commands import SettingsCommands
 
         await self.add_cog(ChatCog(self, self.services))
+        await self.add_cog(SettingsCommands(self, self.services))
         if self.sync_commands:
             synced = await self.tree.sync()
             log.info("synced %d slash commands", len(synced))

@@ -43,6 +43,9 @@ class Settings:
     stream_inactivity_timeout: float = 120.0
     history_max_messages: int = 25
     history_max_chars: int = 24_000
+    system_prompt: str | None = None
+    admin_user_ids: frozenset[int] = frozenset()
+    admin_role_ids: frozenset[int] = frozenset()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -106,6 +109,9 @@ class Settings:
             ),
             history_max_messages=parsed("HISTORY_MAX_MESSAGES", 25, _bounded(int, 1, 500), "a whole number"),
             history_max_chars=parsed("HISTORY_MAX_CHARS", 24_000, _bounded(int, 200, 2_000_000), "a whole number"),
+            system_prompt=get("SYSTEM_PROMPT").replace("\\n", "\n") or None,
+            admin_user_ids=parsed("ADMIN_USER_IDS", frozenset(), _id_set, "a comma-separated list of numeric ids"),
+            admin_role_ids=parsed("ADMIN_ROLE_IDS", frozenset(), _id_set, "a comma-separated list of numeric ids"),
         )
         if problems:
             raise ConfigError(problems)
@@ -115,6 +121,13 @@ class Settings:
     def log_level_number(self) -> int:
         """The numeric logging level."""
         return logging.getLevelNamesMapping()[self.log_level]
+
+
+def _id_set(raw: str) -> frozenset[int]:
+    ids = [part.strip() for part in raw.replace(" ", ",").split(",") if part.strip()]
+    if not all(part.isdigit() for part in ids):
+        raise ValueError("not a list of ids")
+    return frozenset(int(part) for part in ids)
 
 
 class _RangeError(ValueError):

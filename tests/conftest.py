@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.__main__ import build_services
+from bot.__main__ import build_services, open_store
 from bot.app import OllacordBot, Services
 from bot.config import Settings
 from tests.fakes.fake_discord import FakeDiscord
@@ -57,6 +57,7 @@ class RunningBot:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(self.task, 5)
         await self.session.close()
+        await self.services.store.close()
         if self.task.done() and not self.task.cancelled() and self.task.exception() is not None:
             raise AssertionError(f"the bot's connection task failed: {self.task.exception()!r}")
 
@@ -83,8 +84,9 @@ class Harness:
 
     async def start_bot(self, settings: Settings | None = None, **client_options: Any) -> RunningBot:
         settings = settings or self.settings()
+        store = await open_store(settings)
         session = aiohttp.ClientSession()
-        services = build_services(settings, session)
+        services = build_services(settings, session, store)
         client_options.setdefault("guild_ready_timeout", 0.05)
         bot = OllacordBot(services, **client_options)
         await bot.login(settings.discord_token)

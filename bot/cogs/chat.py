@@ -1,4 +1,4 @@
-"""Chat triggers: @mentions, replies to the bot, and the /ask slash command."""
+"""Chat triggers: @mentions, replies to the bot, auto-reply channels, and the /ask slash command."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.channel_settings.effective import effective_settings
+from bot.channel_settings.resolve import EffectiveSettings
 from bot.conversation import ChatRecord, build_conversation
 from bot.discord_io import NO_PINGS, ChannelReplySink, InteractionReplySink, to_record
 from bot.streaming import notes
@@ -37,16 +39,30 @@ class ChatCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        """Answer a guild message that mentions the bot or replies to one of its messages."""
+        """Answer a guild message that mentions the bot, replies to it, or is in an auto-reply channel."""
         me = self.bot.user
         if me is None or message.author.bot or message.guild is None:
             return
-        if not await self._is_for_me(message, me.id):
+        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
             return
         try:
-            await self._answer_message(message, me.id)
+            if await self._is_for_me(message, me.id):
+                effective = await self._effective(message.guild.id, message.channel)
+                await self._answer_chain(message, me.id, effective)
+                return
+            effective = await self._effective(message.guild.id, message.channel)
+            if effective.auto_reply:
+                await self._answer_in_channel(message, me.id, effective)
         except Exception:
             log.exception("failed to answer message %s in channel %s", message.id, message.channel.id)
+
+    async def _effective(self, guild_id: int | None, channel: object) -> EffectiveSettings:
+        """The settings in effect in `channel` (a thread inherits from its parent channel)."""
+        assert isinstance(channel, discord.abc.Snowflake)
+        parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
+        return await effective_settings(
+            self.services.store, self.services.settings, guild_id=guild_id, channel_id=channel.id, parent_id=parent_id
+        )
 
     async def _is_for_me(self, message: discord.Message, my_id: int) -> bool:
         if any(user.id == my_id for user in message.mentions):
@@ -76,9 +92,8 @@ class ChatCog(commands.Cog):
         except discord.HTTPException:
             return None
 
-    async def _collect_chain(self, message: discord.Message, my_id: int) -> tuple[list[ChatRecord], bool]:
+    async def _collect_chain(self, message: discord.Message, my_id: int, limit: int) -> tuple[list[ChatRecord], bool]:
         """Walk the reply chain back from `message`; True if it went on past the limit."""
-        limit = self.services.settings.history_max_messages
         chain = [to_record(message, bot_id=my_id)]
         current = message
         while len(chain) < limit + 1:
@@ -92,15 +107,45 @@ class ChatCog(commands.Cog):
                 break
             current = parent
         chain.reverse()
-        cut = len(chain) > limit
-        return chain[-limit:], cut
+        return chain[-limit:], len(chain) > limit
 
-    async def _answer_message(self, message: discord.Message, my_id: int) -> None:
-        chain, cut = await self._collect_chain(message, my_id)
+    async def _answer_chain(self, message: discord.Message, my_id: int, effective: EffectiveSettings) -> None:
+        limit = effective.history or self.services.settings.history_max_messages
+        chain, cut = await self._collect_chain(message, my_id, limit)
         if not chain[-1].content.strip() and len(chain) == 1:
             await message.reply(EMPTY_PROMPT, mention_author=False, allowed_mentions=NO_PINGS)
             return
-        await self._relay(chain, cut, ChannelReplySink(message), guild=message.guild, channel_id=message.channel.id)
+        await self._relay(
+            chain,
+            cut,
+            ChannelReplySink(message),
+            effective,
+            guild_id=message.guild.id if message.guild else None,
+            channel_id=message.channel.id,
+        )
+
+    async def _answer_in_channel(self, message: discord.Message, my_id: int, effective: EffectiveSettings) -> None:
+        """Auto-reply: the channel's recent messages are the history."""
+        limit = effective.history or self.services.settings.history_max_messages
+        earlier = [m async for m in message.channel.history(limit=limit, before=message)]
+        cut = len(earlier) == limit
+        records = [
+            to_record(m, bot_id=my_id)
+            for m in reversed(earlier)
+            if m.type in (discord.MessageType.default, discord.MessageType.reply)
+            and (m.content or m.author.id == my_id)
+        ]
+        records.append(to_record(message, bot_id=my_id))
+        if not records[-1].content.strip():
+            return
+        await self._relay(
+            records,
+            cut,
+            ChannelReplySink(message),
+            effective,
+            guild_id=message.guild.id if message.guild else None,
+            channel_id=message.channel.id,
+        )
 
     @app_commands.command(name="ask", description="Ask the model a question")
     @app_commands.describe(prompt="What you want to ask")
@@ -116,7 +161,10 @@ class ChatCog(commands.Cog):
             from_bot=False,
         )
         sink = InteractionReplySink(interaction)
-        await self._relay([record], False, sink, guild=interaction.guild, channel_id=interaction.channel_id)
+        effective = await self._effective(interaction.guild_id, interaction.channel)
+        await self._relay(
+            [record], False, sink, effective, guild_id=interaction.guild_id, channel_id=interaction.channel_id
+        )
         if sink.first_message_id is not None:
             self._ask_prompts[sink.first_message_id] = record
             while len(self._ask_prompts) > ASK_MEMORY:
@@ -127,19 +175,27 @@ class ChatCog(commands.Cog):
         chain: list[ChatRecord],
         cut: bool,
         sink: MessageSink,
+        effective: EffectiveSettings,
         *,
-        guild: discord.Guild | None,
+        guild_id: int | None,
         channel_id: int | None,
     ) -> RelayResult:
         settings = self.services.settings
         conversation = build_conversation(
             chain,
-            max_messages=settings.history_max_messages,
+            max_messages=effective.history or settings.history_max_messages,
             max_chars=settings.history_max_chars,
+            system=effective.system,
             chain_cut=cut,
         )
-        model = settings.ollama_model
-        stream = self.services.ollama.chat_stream(model, conversation.messages)
+        model = effective.model
+        stream = self.services.ollama.chat_stream(
+            model,
+            conversation.messages,
+            options=effective.options or None,
+            think=effective.think,
+            keep_alive=effective.keep_alive,
+        )
         self.active_replies += 1
         try:
             result = await relay_reply(
@@ -152,18 +208,18 @@ class ChatCog(commands.Cog):
             )
         finally:
             self.active_replies -= 1
-        _log_reply(result, guild=guild, channel_id=channel_id, model=model)
+        _log_reply(result, guild_id=guild_id, channel_id=channel_id, model=model)
         return result
 
 
-def _log_reply(result: RelayResult, *, guild: discord.Guild | None, channel_id: int | None, model: str) -> None:
+def _log_reply(result: RelayResult, *, guild_id: int | None, channel_id: int | None, model: str) -> None:
     """The one INFO line per finished reply (never its text)."""
     ttft = (result.first_token_at - result.started_at) if result.first_token_at is not None else None
     end = result.final_edit_at if result.final_edit_at is not None else result.started_at
     log.info(
         "reply finished guild=%s channel=%s model=%s outcome=%s tokens=%d chars=%d messages=%d ttft=%s "
         "duration=%.2fs%s",
-        guild.id if guild else "-",
+        guild_id or "-",
         channel_id,
         model,
         result.outcome.value,

@@ -420,6 +420,7 @@ class FakeOllama:
         self.default_script = ChatScript()
         self.script_for: Callable[[dict[str, Any]], ChatScript | None] | None = None
         self.requests: list[RecordedRequest] = []
+        self.route_delays: dict[str, float] = {}  # path -> seconds before answering (a slow or busy server)
         self.loaded: dict[str, float] = {}  # normalised name -> expires_at (time.time())
         self._keep_alive: dict[str, float] = {}
         self._in_flight: dict[str, int] = {}
@@ -556,6 +557,8 @@ class FakeOllama:
         if task is not None:
             self._tasks.add(task)
         try:
+            if delay := self.route_delays.get(request.path):
+                await asyncio.sleep(delay)
             resp: web.StreamResponse = await handler(request)
         except _ApiError as exc:
             resp = exc.response()

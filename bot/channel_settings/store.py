@@ -1,0 +1,513 @@
+"""Where channel and server settings are kept: a small async interface, an SQLite file and an in-memory twin.
+
+The SQLite store owns one connection and one worker thread. Every operation is a
+job on that thread, so the event loop never waits on file I/O and operations run
+one at a time in submission order: two concurrent changes cannot interleave and
+lose an update. Each change is a single ``BEGIN IMMEDIATE`` … ``COMMIT``, so a
+crash (or a process killed mid-write) leaves the last committed state. Cancelling
+an awaiting caller does not stop a job already queued: its change still lands,
+whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import functools
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol, TypeVar, runtime_checkable
+
+from bot.channel_settings.keys import InvalidSetting, SettingValue, check_key, validate_setting
+
+__all__ = [
+    "APPLICATION_ID",
+    "DATABASE_FILENAME",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "MemorySettingsStore",
+    "Scope",
+    "ScopeKind",
+    "SettingsStore",
+    "SqliteSettingsStore",
+    "StoreError",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DATABASE_FILENAME = "ollacord.sqlite3"
+# Stamped into the header (PRAGMA application_id) so a stray SQLite file from another program is not adopted.
+APPLICATION_ID = 0x4F4C4C41  # "OLLA"
+BUSY_TIMEOUT_MS = 5000
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_MAX_SCOPE_ID = 2**63 - 1
+
+Migration = tuple[str, ...]
+# Append only: entry N (1-based) upgrades a file at schema version N-1 to N. Never edit a released entry.
+MIGRATIONS: tuple[Migration, ...] = (
+    (
+        """
+        CREATE TABLE settings (
+            scope_kind TEXT NOT NULL CHECK (scope_kind IN ('channel', 'guild')),
+            scope_id INTEGER NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            updated_by INTEGER,
+            PRIMARY KEY (scope_kind, scope_id, key)
+        ) WITHOUT ROWID
+        """,
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class ScopeKind(enum.StrEnum):
+    """What a scope's id names; a thread is a CHANNEL scope with the thread's id."""
+
+    CHANNEL = "channel"
+    GUILD = "guild"
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """One place settings can be attached to: a channel (or thread) or a whole server."""
+
+    kind: ScopeKind
+    id: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ScopeKind(self.kind))
+        if isinstance(self.id, bool) or not isinstance(self.id, int) or not 0 <= self.id <= _MAX_SCOPE_ID:
+            raise ValueError(f"a scope id is a Discord snowflake (a non-negative 64-bit int), got {self.id!r}")
+
+    @classmethod
+    def channel(cls, channel_id: int) -> Scope:
+        """The scope of a channel or thread."""
+        return cls(ScopeKind.CHANNEL, channel_id)
+
+    @classmethod
+    def guild(cls, guild_id: int) -> Scope:
+        """The scope of a whole server."""
+        return cls(ScopeKind.GUILD, guild_id)
+
+
+@runtime_checkable
+class SettingsStore(Protocol):
+    """Persistent per-scope settings; every value returned has passed validate_setting."""
+
+    async def get(self, scope: Scope) -> dict[str, SettingValue]:
+        """The settings of one scope (empty when none are set)."""
+        ...
+
+    async def get_many(self, scopes: Sequence[Scope]) -> dict[Scope, dict[str, SettingValue]]:
+        """The settings of several scopes from one consistent read; every requested scope is a key."""
+        ...
+
+    async def set_many(
+        self, scope: Scope, values: Mapping[str, SettingValue], *, updated_by: int | None = None
+    ) -> None:
+        """Validate then store all `values` in one transaction; an invalid value raises InvalidSetting, storing none."""
+        ...
+
+    async def unset(self, scope: Scope, key: str | None = None) -> int:
+        """Remove `key` (or every key when None) from `scope`; return how many were removed."""
+        ...
+
+    async def close(self) -> None:
+        """Release the store; later calls raise StoreError."""
+        ...
+
+
+class StoreError(Exception):
+    """The settings storage cannot be used; str() says which file, what is wrong and what to do."""
+
+    def __init__(self, message: str, *, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def _validated(values: Mapping[str, SettingValue]) -> dict[str, SettingValue]:
+    """Every value checked before anything is written, so one bad value leaves the store untouched."""
+    return {key: validate_setting(key, value) for key, value in values.items()}
+
+
+class MemorySettingsStore:
+    """A SettingsStore kept in a dict: for tests, and to keep the interface honest about backends."""
+
+    def __init__(self) -> None:
+        self._data: dict[Scope, dict[str, SettingValue]] = {}
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the in-memory settings store is closed")
+
+    async def get(self, scope: Scope) -> dict[str, SettingValue]:
+        """The settings of one scope (empty when none are set)."""
+        self._check_open()
+        return dict(self._data.get(scope, {}))
+
+    async def get_many(self, scopes: Sequence[Scope]) -> dict[Scope, dict[str, SettingValue]]:
+        """The settings of several scopes; every requested scope is a key."""
+        self._check_open()
+        return {scope: dict(self._data.get(scope, {})) for scope in scopes}
+
+    async def set_many(
+        self, scope: Scope, values: Mapping[str, SettingValue], *, updated_by: int | None = None
+    ) -> None:
+        """Validate then store all `values` at once."""
+        self._check_open()
+        changes = _validated(values)
+        if changes:
+            self._data.setdefault(scope, {}).update(changes)
+
+    async def unset(self, scope: Scope, key: str | None = None) -> int:
+        """Remove `key` (or every key when None) from `scope`; return how many were removed."""
+        self._check_open()
+        current = self._data.get(scope, {})
+        if key is None:
+            removed = len(current)
+            current.clear()
+        else:
+            removed = 1 if current.pop(check_key(key), None) is not None else 0
+        if not current:
+            self._data.pop(scope, None)
+        return removed
+
+    async def close(self) -> None:
+        """Forget everything; later calls raise StoreError."""
+        self._closed = True
+        self._data.clear()
+
+
+class SqliteSettingsStore:
+    """A SettingsStore in one SQLite file, driven from a single dedicated worker thread."""
+
+    def __init__(self, db: _SqliteFile, executor: ThreadPoolExecutor) -> None:
+        """Use `await SqliteSettingsStore.open(path)` instead."""
+        self._db = db
+        self._executor = executor
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteSettingsStore:
+        """Open (creating folders and file if missing), check and migrate the database; raise StoreError if unusable."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ollacord-settings")
+        db = _SqliteFile(Path(path))
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, db.open)
+        except BaseException:
+            # Queued after open, so the connection is closed even when open is cancelled while running.
+            executor.submit(db.close)
+            executor.shutdown(wait=False)
+            raise
+        return cls(db, executor)
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._db.path
+
+    async def _call(self, job: Callable[[], T]) -> T:
+        if self._closed:
+            raise StoreError(f"the settings database {self._db.path} is closed", path=self._db.path)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+
+    async def get(self, scope: Scope) -> dict[str, SettingValue]:
+        """The settings of one scope (empty when none are set)."""
+        return (await self._call(functools.partial(self._db.read, [scope])))[scope]
+
+    async def get_many(self, scopes: Sequence[Scope]) -> dict[Scope, dict[str, SettingValue]]:
+        """The settings of several scopes from one read transaction; every requested scope is a key."""
+        return await self._call(functools.partial(self._db.read, list(scopes)))
+
+    async def set_many(
+        self, scope: Scope, values: Mapping[str, SettingValue], *, updated_by: int | None = None
+    ) -> None:
+        """Validate then store all `values` in one transaction."""
+        changes = _validated(values)
+        if changes:
+            await self._call(functools.partial(self._db.write, scope, changes, updated_by))
+
+    async def unset(self, scope: Scope, key: str | None = None) -> int:
+        """Remove `key` (or every key when None) from `scope` in one transaction; return rows removed."""
+        if key is not None:
+            check_key(key)
+        return await self._call(functools.partial(self._db.delete, scope, key))
+
+    async def close(self) -> None:
+        """Finish queued operations, close the connection and stop the worker thread."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
+        finally:
+            self._executor.shutdown(wait=False)
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
+    conn.execute(begin)
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        # SQLite may already have rolled back by itself (e.g. after SQLITE_FULL); a second ROLLBACK would fail.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _error_code(exc: sqlite3.Error) -> int:
+    # Primary result code: the low byte of the extended code.
+    return int(getattr(exc, "sqlite_errorcode", -1)) & 0xFF
+
+
+_SQLITE_PERM, _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 3, 5, 6, 8
+_SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN = 10, 11, 13, 14
+_SQLITE_AUTH, _SQLITE_NOTADB = 23, 26
+
+
+class _SqliteFile:
+    """The connection and every blocking operation on it; only ever called on the store's worker thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        # Warn once per bad row, not on every read of the channel.
+        self._warned: set[tuple[str, int, str, str]] = set()
+
+    # -- opening -------------------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        self._check_file()
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._open_error(exc) from exc
+        try:
+            self._prepare(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._open_error(exc) from exc
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def _check_file(self) -> None:
+        path = self.path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the folder {path.parent} for the settings database {path}: "
+                f"{exc.strerror or exc}. Check DATA_DIR and the folder's permissions.",
+                path=path,
+            ) from exc
+        if path.is_dir():
+            raise StoreError(
+                f"the settings database {path} is a directory, not a file. "
+                "Move it away (or point DATA_DIR elsewhere) and start ollacord again.",
+                path=path,
+            )
+        # Reading the header ourselves gives the OS's reason (permissions, a symlink loop) where SQLite
+        # would only say "unable to open database file".
+        try:
+            with path.open("rb") as file:
+                header = file.read(len(_SQLITE_MAGIC))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StoreError(
+                f"cannot read the settings database {path}: {exc.strerror or exc}. "
+                "Check the file's owner and permissions.",
+                path=path,
+            ) from exc
+        if header and header != _SQLITE_MAGIC[: len(header)]:
+            raise self._not_a_database()
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise self._damaged(str(problems[0]) if problems else "no answer from quick_check")
+        application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        if application_id not in (0, APPLICATION_ID):
+            raise StoreError(
+                f"{self.path} is an SQLite database of another program (application_id {application_id:#x}), "
+                "not ollacord's settings. Move it away or point DATA_DIR elsewhere.",
+                path=self.path,
+            )
+        # Checked before anything below writes to the file: a newer file must be left exactly as it is.
+        self._check_version(conn.execute("PRAGMA user_version").fetchone()[0])
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            log.warning("settings database %s: WAL journal not available, using %s", self.path, mode)
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self._migrate(conn)
+        conn.execute("SELECT count(*) FROM settings").fetchone()
+
+    def _check_version(self, version: int) -> None:
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"the settings database {self.path} was written by a newer ollacord (schema version {version}; "
+                f"this version knows up to {len(MIGRATIONS)}). Upgrade ollacord, or restore a backup "
+                "made by this version.",
+                path=self.path,
+            )
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        with _transaction(conn):
+            # Read again under the write lock: another process may have migrated since the first look.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            self._check_version(version)
+            for migration in MIGRATIONS[version:]:
+                for statement in migration:
+                    conn.execute(statement)
+            # Always written, even when nothing changed: it proves at start-up that the file is writable.
+            conn.execute(f"PRAGMA user_version = {len(MIGRATIONS):d}")
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
+        if version < len(MIGRATIONS):
+            log.info("settings database %s: schema upgraded from version %d to %d", self.path, version, len(MIGRATIONS))
+
+    def _not_a_database(self) -> StoreError:
+        return StoreError(
+            f"the settings database {self.path} is not an SQLite database. Restore it from a backup, or move it "
+            "away to start with no saved settings.",
+            path=self.path,
+        )
+
+    def _damaged(self, detail: str) -> StoreError:
+        return StoreError(
+            f"the settings database {self.path} is damaged ({detail}). Restore it from a backup, or move it "
+            "away (with its -wal and -shm files) to start with no saved settings.",
+            path=self.path,
+        )
+
+    def _open_error(self, exc: sqlite3.Error) -> StoreError:
+        code = _error_code(exc)
+        if code == _SQLITE_NOTADB:
+            return self._not_a_database()
+        if code == _SQLITE_CORRUPT:
+            return self._damaged(str(exc))
+        if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return StoreError(
+                f"the settings database {self.path} is locked by another program ({exc}). "
+                "Is another ollacord running with the same DATA_DIR?",
+                path=self.path,
+            )
+        if code in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_AUTH, _SQLITE_CANTOPEN):
+            return StoreError(
+                f"cannot open the settings database {self.path} for writing ({exc}). "
+                "Check the file's and its folder's owner and permissions.",
+                path=self.path,
+            )
+        if code == _SQLITE_FULL:
+            return StoreError(f"the disk holding {self.path} is full ({exc}). Free some space.", path=self.path)
+        if code == _SQLITE_IOERR:
+            return StoreError(
+                f"cannot read or write the settings database {self.path} ({exc}). Check the disk.",
+                path=self.path,
+            )
+        return StoreError(f"cannot open the settings database {self.path}: {exc}", path=self.path)
+
+    # -- operations ----------------------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"the settings database {self.path} is not open", path=self.path)
+        return self._conn
+
+    def _failed(self, action: str, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"settings database {self.path}: could not {action} ({exc})", path=self.path)
+
+    def read(self, scopes: Sequence[Scope]) -> dict[Scope, dict[str, SettingValue]]:
+        conn = self._connection()
+        result: dict[Scope, dict[str, SettingValue]] = {scope: {} for scope in scopes}
+        try:
+            # One read transaction so the layers of a resolution come from the same committed state.
+            with _transaction(conn, "BEGIN"):
+                for scope in result:
+                    rows = conn.execute(
+                        "SELECT key, value FROM settings WHERE scope_kind = ? AND scope_id = ? ORDER BY key",
+                        (scope.kind.value, scope.id),
+                    ).fetchall()
+                    for key, raw in rows:
+                        value = self._decode(scope, key, raw)
+                        if value is not None:
+                            result[scope][key] = value
+        except sqlite3.Error as exc:
+            raise self._failed("read settings", exc) from exc
+        return result
+
+    def _decode(self, scope: Scope, key: str, raw: str) -> SettingValue | None:
+        try:
+            return validate_setting(key, json.loads(raw))
+        except (InvalidSetting, ValueError, TypeError) as exc:
+            marker = (scope.kind.value, scope.id, key, raw)
+            if marker not in self._warned:
+                self._warned.add(marker)
+                log.warning(
+                    "settings database %s: ignoring stored %s for %s %d (%r): %s",
+                    self.path,
+                    key,
+                    scope.kind.value,
+                    scope.id,
+                    str(raw)[:80],
+                    exc,
+                )
+            return None
+
+    def write(self, scope: Scope, values: Mapping[str, SettingValue], updated_by: int | None) -> None:
+        conn = self._connection()
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        rows = [
+            (scope.kind.value, scope.id, key, json.dumps(value, allow_nan=False), now, updated_by)
+            for key, value in values.items()
+        ]
+        try:
+            with _transaction(conn):
+                conn.executemany(
+                    "INSERT INTO settings (scope_kind, scope_id, key, value, updated_at, updated_by) "
+                    "VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (scope_kind, scope_id, key) DO UPDATE SET "
+                    "value = excluded.value, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                    rows,
+                )
+        except sqlite3.Error as exc:
+            raise self._failed("save settings", exc) from exc
+
+    def delete(self, scope: Scope, key: str | None) -> int:
+        conn = self._connection()
+        try:
+            with _transaction(conn):
+                if key is None:
+                    cursor = conn.execute(
+                        "DELETE FROM settings WHERE scope_kind = ? AND scope_id = ?", (scope.kind.value, scope.id)
+                    )
+                else:
+                    cursor = conn.execute(
+                        "DELETE FROM settings WHERE scope_kind = ? AND scope_id = ? AND key = ?",
+                        (scope.kind.value, scope.id, key),
+                    )
+                return cursor.rowcount
+        except sqlite3.Error as exc:
+            raise self._failed("remove settings", exc) from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
