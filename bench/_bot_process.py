@@ -33,7 +33,7 @@ import discord.gateway
 import discord.http
 import yarl
 
-from bot.__main__ import build_services
+from bot.__main__ import build_services, open_store
 from bot.app import OllacordBot
 from bot.config import ConfigError, Settings
 from bot.logs import setup_logging
@@ -103,8 +103,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
     # The same session settings as production (bot/__main__.py run_bot).
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+    store = await open_store(settings)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        services = build_services(settings, session)
+        services = build_services(settings, session, store)
         bot = OllacordBot(services, guild_ready_timeout=0.05)
         connection: asyncio.Task[None] | None = None
         try:
@@ -128,6 +129,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         finally:
             await bot.close()
+            await store.close()
             if connection is not None and not connection.done():
                 try:
                     await asyncio.wait_for(connection, 5)

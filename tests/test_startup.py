@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bot.__main__ import INTENT_HELP, LOGIN_REFUSED_HELP, run_bot
+from bot.channel_settings.store import DATABASE_FILENAME
 from bot.config import Settings
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_ollama import FakeOllama
@@ -39,3 +42,19 @@ async def test_rejected_token_is_reported_without_traceback(
     err = capsys.readouterr().err
     assert err.strip() == LOGIN_REFUSED_HELP
     assert "Traceback" not in err
+
+
+async def test_corrupt_settings_database_stops_start_up_with_a_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    database = data / DATABASE_FILENAME
+    database.write_bytes(b"this is not a database" * 100)
+    settings = Settings.from_env({"DISCORD_TOKEN": "tok", "DATA_DIR": str(data)})
+
+    assert await run_bot(settings) == 1
+    err = capsys.readouterr().err
+    assert str(database) in err
+    assert "Traceback" not in err
+    assert database.read_bytes() == b"this is not a database" * 100  # never silently reset
