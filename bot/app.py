@@ -58,8 +58,11 @@ class OllacordBot(commands.Bot):
     async def setup_hook(self) -> None:
         """Load the cogs and publish the slash commands."""
         from bot.cogs.chat import ChatCog
+        from bot.cogs.reply_buttons import RegenerateButton, StopButton
         from bot.cogs.settings_commands import SettingsCommands
 
+        # Registered by pattern, so buttons on messages from before a restart still reach the cog.
+        self.add_dynamic_items(StopButton, RegenerateButton)
         await self.add_cog(ChatCog(self, self.services))
         await self.add_cog(SettingsCommands(self, self.services))
         if self.sync_commands:

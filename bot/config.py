@@ -46,6 +46,11 @@ class Settings:
     system_prompt: str | None = None
     admin_user_ids: frozenset[int] = frozenset()
     admin_role_ids: frozenset[int] = frozenset()
+    allow_dms: bool = False
+    max_concurrent_requests: int = 1
+    user_requests_per_minute: int = 10
+    max_image_mb: float = 10.0
+    max_text_file_kb: int = 200
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -112,6 +117,15 @@ class Settings:
             system_prompt=get("SYSTEM_PROMPT").replace("\\n", "\n") or None,
             admin_user_ids=parsed("ADMIN_USER_IDS", frozenset(), _id_set, "a comma-separated list of numeric ids"),
             admin_role_ids=parsed("ADMIN_ROLE_IDS", frozenset(), _id_set, "a comma-separated list of numeric ids"),
+            allow_dms=parsed("ALLOW_DMS", False, _switch, "true or false"),
+            max_concurrent_requests=parsed(
+                "MAX_CONCURRENT_REQUESTS", 1, _bounded(int, 1, 64), "a whole number from 1 to 64"
+            ),
+            user_requests_per_minute=parsed(
+                "USER_REQUESTS_PER_MINUTE", 10, _bounded(int, 0, 10_000), "a whole number (0 = no limit)"
+            ),
+            max_image_mb=parsed("MAX_IMAGE_MB", 10.0, _bounded(float, 0.0, 100.0), "a number of megabytes"),
+            max_text_file_kb=parsed("MAX_TEXT_FILE_KB", 200, _bounded(int, 0, 10_000), "a number of kilobytes"),
         )
         if problems:
             raise ConfigError(problems)
@@ -121,6 +135,15 @@ class Settings:
     def log_level_number(self) -> int:
         """The numeric logging level."""
         return logging.getLevelNamesMapping()[self.log_level]
+
+
+def _switch(raw: str) -> bool:
+    word = raw.lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("not a switch")
 
 
 def _id_set(raw: str) -> frozenset[int]:

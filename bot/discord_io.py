@@ -8,8 +8,9 @@ from typing import Any
 
 import discord
 
+from bot.cogs.reply_buttons import controls_view
 from bot.conversation import ChatRecord, clean_prompt
-from bot.streaming.relay import ReplyGone
+from bot.streaming.relay import Controls, ReplyGone
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,9 @@ class _Typing:
 class ChannelReplySink:
     """Shows a reply as channel messages: the first replies to the prompt, later parts to the previous part."""
 
-    def __init__(self, prompt: discord.Message) -> None:
+    def __init__(self, prompt: discord.Message, *, key: int) -> None:
         self._prompt = prompt
+        self._key = key
         self._typing = _Typing(prompt.channel)
 
     @property
@@ -72,33 +74,40 @@ class ChannelReplySink:
         """Stop the typing indicator."""
         await self._typing.stop()
 
-    async def send(self, content: str, *, after: object | None, streaming: bool) -> object:
+    async def send(self, content: str, *, after: object | None, controls: Controls) -> object:
         """Post a part, as a reply so the chain of parts stays walkable."""
         target = self._prompt if after is None else after
         assert isinstance(target, discord.Message)
+        view = controls_view(controls, self._key)
+        reference = target.to_reference(fail_if_not_exists=False)
         try:
-            return await self._prompt.channel.send(
-                content,
-                reference=target.to_reference(fail_if_not_exists=False),
-                allowed_mentions=NO_PINGS,
-            )
+            if view is None:
+                return await self._prompt.channel.send(content, reference=reference, allowed_mentions=NO_PINGS)
+            return await self._prompt.channel.send(content, reference=reference, allowed_mentions=NO_PINGS, view=view)
         except (discord.NotFound, discord.Forbidden) as exc:
             raise ReplyGone(str(exc)) from exc
 
-    async def edit(self, handle: object, content: str, *, streaming: bool) -> None:
-        """Edit a posted part."""
+    async def edit(self, handle: object, content: str, *, controls: Controls) -> None:
+        """Edit a posted part (its buttons too)."""
         assert isinstance(handle, discord.Message)
         try:
-            await handle.edit(content=content, allowed_mentions=NO_PINGS)
+            await handle.edit(content=content, allowed_mentions=NO_PINGS, view=controls_view(controls, self._key))
         except (discord.NotFound, discord.Forbidden) as exc:
             raise ReplyGone(str(exc)) from exc
+
+    async def delete(self, handle: object) -> None:
+        """Delete a part that is no longer needed."""
+        assert isinstance(handle, discord.Message)
+        with contextlib.suppress(discord.NotFound):
+            await handle.delete()
 
 
 class InteractionReplySink:
     """Shows a slash-command reply: the deferred original response first, then follow-ups."""
 
-    def __init__(self, interaction: discord.Interaction[Any]) -> None:
+    def __init__(self, interaction: discord.Interaction[Any], *, key: int) -> None:
         self._interaction = interaction
+        self._key = key
         self.first_message_id: int | None = None
 
     @property
@@ -112,23 +121,32 @@ class InteractionReplySink:
     async def stop_waiting(self) -> None:
         """Nothing to stop."""
 
-    async def send(self, content: str, *, after: object | None, streaming: bool) -> object:
+    async def send(self, content: str, *, after: object | None, controls: Controls) -> object:
         """Fill the original response, or add a follow-up for later parts."""
+        view = controls_view(controls, self._key)
         try:
-            if after is None:
+            if after is None and self.first_message_id is None:
                 message: discord.Message = await self._interaction.edit_original_response(
-                    content=content, allowed_mentions=NO_PINGS
+                    content=content, allowed_mentions=NO_PINGS, view=view
                 )
                 self.first_message_id = message.id
                 return message
-            return await self._interaction.followup.send(content, wait=True, allowed_mentions=NO_PINGS)
+            if view is None:
+                return await self._interaction.followup.send(content, wait=True, allowed_mentions=NO_PINGS)
+            return await self._interaction.followup.send(content, wait=True, allowed_mentions=NO_PINGS, view=view)
         except (discord.NotFound, discord.Forbidden) as exc:
             raise ReplyGone(str(exc)) from exc
 
-    async def edit(self, handle: object, content: str, *, streaming: bool) -> None:
+    async def edit(self, handle: object, content: str, *, controls: Controls) -> None:
         """Edit the original response or a follow-up."""
         assert isinstance(handle, discord.InteractionMessage | discord.WebhookMessage)
         try:
-            await handle.edit(content=content, allowed_mentions=NO_PINGS)
+            await handle.edit(content=content, allowed_mentions=NO_PINGS, view=controls_view(controls, self._key))
         except (discord.NotFound, discord.Forbidden) as exc:
             raise ReplyGone(str(exc)) from exc
+
+    async def delete(self, handle: object) -> None:
+        """Delete a follow-up that is no longer needed."""
+        assert isinstance(handle, discord.InteractionMessage | discord.WebhookMessage)
+        with contextlib.suppress(discord.NotFound):
+            await handle.delete()

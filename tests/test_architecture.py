@@ -13,6 +13,7 @@ CORE = [
     *sorted((BOT / "streaming").glob("*.py")),
     *sorted((BOT / "channel_settings").glob("*.py")),
     BOT / "conversation.py",
+    BOT / "attachments.py",
     BOT / "config.py",
     BOT / "clock.py",
 ]

@@ -96,6 +96,8 @@ VALID: list[tuple[str, str, SettingValue]] = [
     ("auto_reply", "false", False),
     ("auto_reply", "no", False),
     ("auto_reply", "0", False),
+    ("show_thinking", "on", True),
+    ("show_thinking", "off", False),
 ]
 
 
@@ -161,6 +163,7 @@ INVALID: list[tuple[str, str, tuple[str, ...]]] = [
     ("history", "lots", ("a whole number from 1 to 200",)),
     ("auto_reply", "maybe", ("on or off", "'maybe'")),
     ("auto_reply", "", ("on or off",)),
+    ("show_thinking", "sometimes", ("show_thinking", "on or off")),
 ]
 
 
@@ -371,7 +374,7 @@ def test_describe_unknown_key() -> None:
 
 
 def test_key_lists() -> None:
-    assert len(set(SETTING_KEYS)) == len(SETTING_KEYS) == 13
+    assert len(set(SETTING_KEYS)) == len(SETTING_KEYS) == 14
     assert set(OPTION_KEYS) <= set(SETTING_KEYS)
     for key in SETTING_KEYS:
         describe_key(key)

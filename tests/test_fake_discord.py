@@ -419,3 +419,189 @@ async def test_subcommands_guild_sync_and_unknown_routes(harness: Harness) -> No
     async with aiohttp.ClientSession(headers=auth) as session, session.get(f"{fake.base_url}/guilds/400/bans") as r:
         assert r.status == 404 and (await r.json()) == {"message": "404: Not Found", "code": 0}
     assert fake.calls[-1].path == "/guilds/400/bans" and fake.calls[-1].status == 404
+
+
+async def test_threads_started_by_bot_and_by_user(harness: Harness) -> None:
+    fake, client = await harness.start(rate_limit=(3, 0.5))
+    seen: list[discord.Message] = []
+    client.event(_collector(seen))
+    created: list[discord.Thread] = []
+
+    @client.event
+    async def on_thread_create(thread: discord.Thread) -> None:
+        created.append(thread)
+
+    channel = client.get_channel(500)
+    assert isinstance(channel, discord.TextChannel)
+    # Without a message: a thread channel object comes back, THREAD_CREATE caches it.
+    thread = await channel.create_thread(name="bot topic", type=discord.ChannelType.public_thread)
+    start = fake.calls_to("POST", r"^/channels/500/threads$")[0]
+    assert start.status == 201 and start.json["type"] == 11 and start.json["auto_archive_duration"] == 1440
+    assert thread.parent_id == 500 and thread.owner_id == 100 and thread.type is discord.ChannelType.public_thread
+    await fake.wait_for(lambda: client.get_channel(thread.id) is not None)
+    assert [t.id for t in created] == [thread.id]
+    cached = client.get_channel(thread.id)
+    assert isinstance(cached, discord.Thread) and cached.me is not None and cached.name == "bot topic"
+    note = fake.bot_messages(500)[-1]  # Discord's "started a thread" system message in the parent
+    assert note["type"] == 18 and note["content"] == "bot topic"
+    assert note["message_reference"]["channel_id"] == str(thread.id)
+
+    async with thread.typing():
+        inside = await thread.send("inside")
+    stored = fake.messages[inside.id]
+    assert stored["channel_id"] == str(thread.id) and stored["guild_id"] == "400"
+    assert fake.calls_to("POST", rf"^/channels/{thread.id}/typing$")[0].status == 204
+    await inside.edit(content="inside, edited")
+    assert fake.threads[thread.id]["message_count"] == 1
+    assert [m.content async for m in thread.history(limit=5)] == ["inside, edited"]
+    fetched = await client.fetch_channel(thread.id)
+    assert isinstance(fetched, discord.Thread) and fetched.parent_id == 500 and fetched.message_count == 1
+
+    # From a message: the thread id is the message id, the starter message links to it.
+    question = await fake.send_user_message("long question")
+    await fake.wait_for(lambda: len(seen) == 1)
+    from_msg = await seen[0].create_thread(name="answer", auto_archive_duration=60)
+    assert from_msg.id == int(question["id"]) and from_msg.parent_id == 500
+    assert fake.threads[from_msg.id]["thread_metadata"]["auto_archive_duration"] == 60
+    assert fake.messages[from_msg.id]["flags"] & 32 and fake.messages[from_msg.id]["thread"]["id"] == question["id"]
+    with pytest.raises(discord.HTTPException) as twice:
+        await seen[0].create_thread(name="again")
+    assert twice.value.code == 160004
+    await fake.wait_for(lambda: isinstance(client.get_channel(from_msg.id), discord.Thread))
+    await from_msg.send("in the message thread")
+    assert fake.bot_messages(from_msg.id)[0]["content"] == "in the message thread"
+
+    # A thread a user started: user messages in it resolve to a discord.Thread channel.
+    tid = await fake.create_thread(500, "user topic", owner_id=201)
+    await fake.wait_for(lambda: client.get_channel(tid) is not None)
+    await fake.send_user_message("hello thread", channel_id=tid, mention_bot=True)
+    await fake.wait_for(lambda: len(seen) == 3)
+    system, msg = seen[1:]
+    assert system.type is discord.MessageType.thread_created and system.author.id == 201
+    assert isinstance(msg.channel, discord.Thread) and msg.channel.parent_id == 500 and msg.channel.owner_id == 201
+    assert msg.guild is not None and isinstance(msg.author, discord.Member) and msg.channel.me is None
+    reply = await msg.reply("reply in thread")
+    assert fake.messages[reply.id]["channel_id"] == str(tid)
+    assert fake.messages[reply.id]["message_reference"]["channel_id"] == str(tid)
+    private = await fake.create_thread(501, "secret", private=True)
+    await fake.wait_for(lambda: isinstance(client.get_channel(private), discord.Thread))
+    assert client.get_channel(private).type is discord.ChannelType.private_thread  # type: ignore[union-attr]
+
+    # The per-channel rate limit counts each thread separately.
+    await asyncio.gather(*(channel.send(f"parent {i}") for i in range(3)))
+    assert fake.rate_limited == 0
+    for i in range(4):
+        await reply.edit(content=f"edit {i}")
+    assert fake.rate_limit_hits and {cid for cid, _ in fake.rate_limit_hits} == {tid}
+    assert fake.message_history[reply.id][-1] == "edit 3"
+
+    # Active threads are in GUILD_CREATE, so a restarted client knows them.
+    await client.close()
+    again = make_client()
+    await harness.connect(again)
+    restored = again.get_channel(tid)
+    assert isinstance(restored, discord.Thread) and restored.parent_id == 500 and restored.name == "user topic"
+
+
+async def test_attachments_download_from_fake(harness: Harness) -> None:
+    fake, client = await harness.start()
+    seen: list[discord.Message] = []
+    client.event(_collector(seen))
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + (640).to_bytes(4, "big") + (480).to_bytes(4, "big") + b"\0" * 9
+    files = [("notes.txt", b"hello file", "text/plain; charset=utf-8"), ("pic.png", png, "image/png")]
+    sent = await fake.send_user_message("see attached", attachments=[*files, ("raw data.bin", b"\x00\x01", None)])
+    await fake.wait_for(lambda: len(seen) == 1)
+    text, image, raw = seen[0].attachments
+    assert [a["id"] for a in sent["attachments"]] == [str(text.id), str(image.id), str(raw.id)]
+    assert text.filename == "notes.txt" and text.size == 10 and text.content_type == "text/plain; charset=utf-8"
+    assert text.url.startswith(f"http://127.0.0.1:{fake.port}/attachments/500/{text.id}/notes.txt?")
+    assert text.proxy_url == text.url and text.width is None
+    assert (image.width, image.height, image.content_type) == (640, 480, "image/png")
+    assert raw.content_type is None and "content_type" not in sent["attachments"][2]
+    assert await text.read() == b"hello file"
+    assert await image.read(use_cached=True) == png
+    assert await raw.read() == b"\x00\x01"
+    downloads = fake.calls_to("GET", r"^/attachments/")
+    assert [(c.path, c.status) for c in downloads[:1]] == [(f"/attachments/500/{text.id}/notes.txt", 200)]
+    assert len(downloads) == 3
+    async with aiohttp.ClientSession() as session, session.get(text.url) as resp:  # no Authorization needed
+        assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
+    with pytest.raises(discord.NotFound):
+        await client.http.get_from_cdn(text.url.replace("notes.txt", "other.txt"))
+    assert fake.calls[-1].status == 404
+
+    channel = client.get_channel(500)
+    assert isinstance(channel, discord.TextChannel)
+    upload = await channel.send(file=discord.File(io.BytesIO(b"a,b\n1,2\n"), "table.csv"))
+    assert upload.attachments[0].content_type == "text/csv"
+    assert await upload.attachments[0].read() == b"a,b\n1,2\n"
+
+
+async def test_dm_round_trip(harness: Harness) -> None:
+    fake, client = await harness.start(rate_limit=(2, 0.5))
+    seen: list[discord.Message] = []
+    client.event(_collector(seen))
+    sent = await fake.send_user_message("hello in private", author_id=201, guild=False, mention_bot=False)
+    await fake.wait_for(lambda: len(seen) == 1)
+    msg = seen[0]
+    assert msg.guild is None and isinstance(msg.channel, discord.DMChannel) and msg.channel.id == 9201
+    assert isinstance(msg.author, discord.User) and msg.author.id == 201 and "guild_id" not in sent
+    first = await msg.channel.send("reply one")
+    second = await msg.reply("reply two")
+    assert fake.calls_to("POST", r"^/channels/9201/messages$")[0].status == 200
+    assert [m["id"] for m in fake.bot_messages(9201)] == [str(first.id), str(second.id)]
+    assert all("guild_id" not in m for m in fake.bot_messages(9201))
+    third = await msg.author.send("via create_dm")  # no cached DM channel for the user: POST /users/@me/channels
+    dm_open = fake.calls_to("POST", r"^/users/@me/channels$")[0]
+    assert dm_open.json == {"recipient_id": 201} and dm_open.status == 200
+    assert third.channel.id == 9201 and fake.rate_limit_hits[0][0] == 9201  # 3 creates in 0.5 s in one DM
+    await client.get_channel(500).send("other channels are not affected")  # type: ignore[union-attr]
+    assert fake.calls[-1].status == 200 and len(fake.rate_limit_hits) == 1
+    history = [m async for m in msg.channel.history(limit=10)]
+    assert [m.id for m in history] == [third.id, second.id, first.id, msg.id]
+    assert isinstance(await client.fetch_channel(9201), discord.DMChannel)
+    user = await client.fetch_user(201)
+    assert user.name == "bob"
+
+
+async def test_dynamic_button_after_restart(harness: Harness) -> None:
+    fake, first = await harness.start()
+    clicks: list[tuple[int, str]] = []
+
+    class StopButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"stop:(?P<id>[0-9]+)"):
+        def __init__(self, target: int) -> None:
+            button: discord.ui.Button[discord.ui.View] = discord.ui.Button(
+                label="Stop", style=discord.ButtonStyle.danger, custom_id=f"stop:{target}"
+            )
+            super().__init__(button)
+            self.target = target
+
+        @classmethod
+        async def from_custom_id(
+            cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: Any
+        ) -> StopButton:
+            return cls(int(match["id"]))
+
+        async def callback(self, interaction: discord.Interaction) -> None:
+            assert interaction.message is not None
+            clicks.append((self.target, interaction.message.content))
+            await interaction.response.edit_message(content="stopped", view=None)
+
+    channel = first.get_channel(500)
+    assert isinstance(channel, discord.TextChannel)
+    view = discord.ui.View(timeout=None)
+    view.add_item(StopButton(0))
+    msg = await channel.send("streaming…", view=view)
+    current = discord.ui.View(timeout=None)
+    current.add_item(StopButton(msg.id))
+    await msg.edit(content="still streaming…", view=current)  # the click must carry the current components
+    await first.close()
+
+    second = make_client()
+    second.add_dynamic_items(StopButton)
+    await harness.connect(second)
+    token = await fake.click_button(msg.id, f"stop:{msg.id}")
+    await fake.wait_for(lambda: fake.messages[msg.id]["content"] == "stopped")
+    assert clicks == [(msg.id, "still streaming…")]
+    assert fake.messages[msg.id]["components"] == []
+    assert fake.interaction_responses(token)[0].json["type"] == 7

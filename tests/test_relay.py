@@ -14,7 +14,16 @@ from bot.ollama.client import ChatChunk
 from bot.ollama.errors import ModelNotFound, OllamaError, OllamaStreamError
 from bot.streaming import notes
 from bot.streaming.pacing import ChannelWriteBudget
-from bot.streaming.relay import STREAMING_MARKER, Outcome, RelayOptions, RelayResult, ReplyGone, relay_reply
+from bot.streaming.relay import (
+    STREAMING_MARKER,
+    Controls,
+    Outcome,
+    RelayOptions,
+    RelayResult,
+    ReplyGone,
+    StatusLine,
+    relay_reply,
+)
 from tests.fake_clock import FakeClock
 
 
@@ -23,7 +32,7 @@ class Write:
     at: float
     index: int
     content: str
-    streaming: bool
+    controls: Controls
 
 
 @dataclass
@@ -38,6 +47,7 @@ class RecordingSink:
     typing_started: int = 0
     deleted: set[int] = field(default_factory=set)
     afters: list[object | None] = field(default_factory=list)
+    controls: list[Controls] = field(default_factory=list)
 
     async def start_waiting(self) -> None:
         self.typing = True
@@ -46,23 +56,31 @@ class RecordingSink:
     async def stop_waiting(self) -> None:
         self.typing = False
 
-    async def send(self, content: str, *, after: object | None, streaming: bool) -> object:
+    removed: list[int] = field(default_factory=list)
+
+    async def send(self, content: str, *, after: object | None, controls: Controls) -> object:
         index = len(self.versions)
         self.versions.append([content])
+        self.controls.append(controls)
         self.afters.append(after)
-        self.writes.append(Write(self.clock.now(), index, content, streaming))
+        self.writes.append(Write(self.clock.now(), index, content, controls))
         return index
 
-    async def edit(self, handle: object, content: str, *, streaming: bool) -> None:
+    async def edit(self, handle: object, content: str, *, controls: Controls) -> None:
         assert isinstance(handle, int)
         if handle in self.deleted:
             raise ReplyGone("deleted")
         self.versions[handle].append(content)
-        self.writes.append(Write(self.clock.now(), handle, content, streaming))
+        self.controls[handle] = controls
+        self.writes.append(Write(self.clock.now(), handle, content, controls))
+
+    async def delete(self, handle: object) -> None:
+        assert isinstance(handle, int)
+        self.removed.append(handle)
 
     @property
     def final(self) -> list[str]:
-        return [v[-1] for v in self.versions]
+        return [v[-1] for i, v in enumerate(self.versions) if i not in self.removed]
 
 
 @dataclass
@@ -75,6 +93,7 @@ class Script:
     first_delay: float = 0.0
     error: OllamaError | None = None
     error_after: int | None = None
+    thinking: list[str] = field(default_factory=list)
     closed: bool = False
     sent: int = 0
     token_times: list[float] = field(default_factory=list)
@@ -84,6 +103,9 @@ class Script:
             await self.clock.sleep(self.first_delay)
             if self.error is not None and self.error_after is None:
                 raise self.error
+            for thought in self.thinking:
+                yield ChatChunk(content="", thinking=thought, done=False)
+                await self.clock.sleep(self.delay)
             for i, token in enumerate(self.tokens):
                 if i:
                     await self.clock.sleep(self.delay)
@@ -296,3 +318,77 @@ async def test_updates_are_evenly_spaced_without_stalls(clock: FakeClock) -> Non
     result = await run(clock, Script(clock, words(230)), sink)
     gaps = [b - a for a, b in itertools.pairwise(result.update_times[:-1])]
     assert max(gaps) <= 1.3
+
+
+async def test_thinking_shows_a_status_then_only_the_answer(clock: FakeClock) -> None:
+    sink = RecordingSink(clock)
+    thoughts = [" hmm"] * 200  # 5 s of reasoning
+    await run(clock, Script(clock, words(5), thinking=thoughts), sink)
+
+    first_versions = sink.versions[0]
+    assert first_versions[0].startswith("-# 💭 Thinking… 0 s")
+    assert any(v.startswith("-# 💭 Thinking… 3 s") for v in first_versions)  # elapsed time ticks
+    assert sink.final == ["".join(words(5))]
+
+
+async def test_thinking_can_be_shown_collapsed_before_the_answer(clock: FakeClock) -> None:
+    sink = RecordingSink(clock)
+    await run(clock, Script(clock, words(5), thinking=["step one.", " step two."]), sink, show_thinking=True)
+
+    assert sink.final[0].startswith(notes.REASONING_HEADER)
+    assert "||step one. step two.||" in sink.final[0]
+    assert sink.final[1:] == ["".join(words(5))]
+
+
+@pytest.mark.parametrize(
+    "tokens",
+    [
+        ["<th", "ink>let me", " think</th", "ink>\n\nThe answer", " is 4."],
+        ["<think>\n\n</think>\n\n", "The answer is 4."],
+        ["reasoning without an opening tag", "</think>", "The answer is 4."],
+    ],
+)
+async def test_think_tags_in_content_are_stripped(clock: FakeClock, tokens: list[str]) -> None:
+    sink = RecordingSink(clock)
+    result = await run(clock, Script(clock, tokens), sink)
+    assert sink.final == ["The answer is 4."]
+    assert "<think>" not in result.text
+
+
+async def test_stop_button_while_streaming_and_regenerate_after(clock: FakeClock) -> None:
+    sink = RecordingSink(clock)
+    await run(clock, Script(clock, words(80)), sink, stop_button=True, regenerate_button=True)
+    assert all(w.controls is Controls.STOP for w in sink.writes[:-1])
+    assert sink.writes[-1].controls is Controls.REGENERATE
+
+
+async def test_status_line_is_shown_until_the_answer_starts(clock: FakeClock) -> None:
+    sink = RecordingSink(clock)
+    status = StatusLine()
+    script = Script(clock, words(3), first_delay=3.0)
+
+    async def queue() -> None:
+        status.set("-# ⏳ position 2 of 2")
+        await clock.sleep(1.0)
+        status.set("-# ⏳ position 1 of 1")
+        await clock.sleep(1.0)
+        status.set(None)
+
+    clock.start()
+    waiter = asyncio.create_task(queue())
+    await relay_reply(script.stream(), sink, clock=clock, budget=ChannelWriteBudget(), status=status)
+    await waiter
+    assert sink.versions[0][:2] == ["-# ⏳ position 2 of 2", "-# ⏳ position 1 of 1"]
+    assert sink.final == ["".join(words(3))]
+    # The answer replaces the status at once, without waiting for the edit cadence.
+    assert sink.writes[-1].at == script.token_times[-1] or sink.writes[-2].at == script.token_times[0]
+
+
+async def test_regenerate_reuses_the_first_message_and_deletes_the_rest(clock: FakeClock) -> None:
+    sink = RecordingSink(clock)
+    sink.versions = [["old part 1"], ["old part 2"], ["old part 3"]]
+    sink.controls = [Controls.NONE] * 3
+    clock.start()
+    await relay_reply(Script(clock, words(4)).stream(), sink, clock=clock, budget=ChannelWriteBudget(), reuse=[0, 1, 2])
+    assert sink.versions[0][-1] == "".join(words(4))
+    assert sorted(sink.removed) == [1, 2]

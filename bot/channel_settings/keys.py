@@ -38,6 +38,7 @@ SETTING_KEYS: tuple[str, ...] = (
     "keep_alive",
     "history",
     "auto_reply",
+    "show_thinking",
 )
 OPTION_KEYS: tuple[str, ...] = ("temperature", "top_p", "top_k", "num_ctx", "num_predict", "seed", "repeat_penalty")
 THINK_LEVELS: tuple[str, ...] = ("off", "on", "low", "medium", "high")
@@ -214,19 +215,23 @@ def _validate_think(value: object) -> SettingValue:
 _BOOL_EXPECTED = "on or off"
 
 
-def _parse_auto_reply(raw: str) -> SettingValue:
-    word = raw.strip().lower()
-    if word in _TRUE_WORDS:
-        return True
-    if word in _FALSE_WORDS:
-        return False
-    raise _fail("auto_reply", _BOOL_EXPECTED, raw.strip())
+def _switch_key(key: str, description: str) -> _Key:
+    """An on/off setting."""
 
+    def parse(raw: str) -> SettingValue:
+        word = raw.strip().lower()
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+        raise _fail(key, _BOOL_EXPECTED, raw.strip())
 
-def _validate_auto_reply(value: object) -> SettingValue:
-    if not isinstance(value, bool):
-        raise _fail("auto_reply", _BOOL_EXPECTED, value)
-    return value
+    def validate(value: object) -> SettingValue:
+        if not isinstance(value, bool):
+            raise _fail(key, _BOOL_EXPECTED, value)
+        return value
+
+    return _Key(description, parse, validate)
 
 
 _KEEP_ALIVE_EXPECTED = "a duration like 5m, 1h30m or 300ms, or a number of seconds (-1 = forever, 0 = unload at once)"
@@ -297,9 +302,8 @@ _KEYS: dict[str, _Key] = {
         _validate_keep_alive,
     ),
     "history": _whole_key("history", 1, 200, "earlier messages sent as context, 1 to 200"),
-    "auto_reply": _Key(
-        "answer every message here without a mention: on or off", _parse_auto_reply, _validate_auto_reply
-    ),
+    "auto_reply": _switch_key("auto_reply", "answer every message here without a mention: on or off"),
+    "show_thinking": _switch_key("show_thinking", "show a thinking model's reasoning, collapsed: on or off"),
 }
 
 
@@ -321,7 +325,12 @@ def validate_setting(key: str, value: object) -> SettingValue:
 
 
 # Keys sent to Ollama: unset means the model's own (Modelfile) default applies.
-_NOT_SET_LABELS = {"model": "(not set)", "history": "(not set)", "auto_reply": "(not set)"}
+_NOT_SET_LABELS = {
+    "model": "(not set)",
+    "history": "(not set)",
+    "auto_reply": "(not set)",
+    "show_thinking": "(not set)",
+}
 
 
 def format_setting(key: str, value: SettingValue | None) -> str:

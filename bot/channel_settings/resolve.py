@@ -90,6 +90,11 @@ class EffectiveSettings:
         """Whether to answer every message without a mention (off when unset)."""
         return self.values["auto_reply"] is True
 
+    @property
+    def show_thinking(self) -> bool:
+        """Whether to show a thinking model's reasoning (hidden when unset)."""
+        return self.values["show_thinking"] is True
+
 
 def resolve_settings(
     *,

@@ -17,6 +17,9 @@ from bot.ollama.errors import OllamaError
 
 log = logging.getLogger(__name__)
 
+# A model's capabilities only change when it is re-pulled.
+CAPABILITY_TTL = 300.0
+
 
 class ModelCatalog:
     """Installed models from /api/tags, refreshed in the background when older than `ttl`."""
@@ -29,6 +32,7 @@ class ModelCatalog:
         self._models: list[ModelInfo] = []
         self._fetched_at: float | None = None
         self._refresh: asyncio.Task[list[ModelInfo]] | None = None
+        self._capabilities: dict[str, tuple[float, tuple[str, ...]]] = {}
 
     async def quick(self) -> list[ModelInfo]:
         """The freshest list obtainable within `patience` seconds (possibly stale or empty)."""
@@ -43,6 +47,20 @@ class ModelCatalog:
     async def fresh(self) -> list[ModelInfo]:
         """The current list, waiting for Ollama; raises OllamaError if it cannot be reached."""
         return await self._start_refresh()
+
+    async def capabilities(self, model: str) -> tuple[str, ...]:
+        """What `model` can do ("vision", "thinking", "tools", …) from /api/show, cached for a while.
+
+        Raises OllamaError (e.g. ModelNotFound) when Ollama cannot say.
+        """
+        cached = self._capabilities.get(model)
+        if cached is not None and self._clock.now() - cached[0] < CAPABILITY_TTL:
+            return cached[1]
+        details = await self._client.show(model)
+        found = details.get("capabilities") or ()
+        capabilities = tuple(str(c) for c in found) if isinstance(found, list) else ()
+        self._capabilities[model] = (self._clock.now(), capabilities)
+        return capabilities
 
     def _is_fresh(self) -> bool:
         return self._fetched_at is not None and self._clock.now() - self._fetched_at < self._ttl

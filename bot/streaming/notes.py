@@ -61,3 +61,39 @@ def describe_error(error: OllamaError) -> str:
     if isinstance(error, OllamaIncompleteStream):
         return "⚠️ The answer ended early (the stream closed before the model finished)."
     return f"⚠️ Ollama error: {_clip(str(error))}"
+
+
+# Conversation building drops messages that start with this header: reasoning is not history.
+REASONING_HEADER = "-# 💭 Reasoning"
+REASONING_TRUNCATED = "…"
+
+
+def thinking_status(seconds: float) -> str:
+    """The status shown while a thinking model reasons before answering."""
+    return f"-# 💭 Thinking… {int(seconds)} s"
+
+
+def queue_status(position: int, waiting: int) -> str:
+    """The status shown while a request waits for its turn on Ollama."""
+    if position <= 1:
+        return "-# ⏳ Waiting for Ollama: you are next in line."
+    return f"-# ⏳ Waiting for Ollama: position {position} of {waiting} in line."
+
+
+def busy_retry_status(delay: float) -> str:
+    """The status shown while Ollama answers 'server busy' and the request is retried."""
+    return f"-# ⏳ Ollama is busy; trying again in {delay:g} s…"
+
+
+def reasoning_block(reasoning: str, limit: int) -> str:
+    """The model's reasoning as one collapsed (spoiler) message, cut to fit Discord's limit.
+
+    When it is too long the end is kept: the conclusions sit there.
+    """
+    header = f"{REASONING_HEADER} (click to reveal)\n"
+    # A "||" inside the text would close the spoiler early.
+    body = " ".join(reasoning.strip().replace("||", "| |").split(" "))
+    room = limit - len(header) - 4
+    if len(body) > room:
+        body = REASONING_TRUNCATED + body[-(room - len(REASONING_TRUNCATED)) :]
+    return f"{header}||{body}||"

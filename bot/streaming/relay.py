@@ -1,10 +1,10 @@
 """The streaming relay: Ollama chunks in, a Discord reply edited in place out.
 
 Two tasks cooperate per reply. The reader drains Ollama as fast as it sends and only ever
-appends to the answer text; it never waits on Discord. The editor publishes the latest text at
-the reply's own cadence (latest wins: stale intermediate texts are simply never sent), rolls
-over to a new message before Discord's 2000-character limit, and always makes one final edit
-as soon as the stream ends, whatever happened.
+appends to the answer (and reasoning) text; it never waits on Discord. The editor publishes the
+latest state at the reply's own cadence (latest wins: stale intermediate texts are simply never
+sent), rolls over to a new message before Discord's 2000-character limit, and always makes one
+final edit as soon as the stream ends, whatever happened.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -22,7 +22,8 @@ from bot.ollama.client import ChatChunk
 from bot.ollama.errors import OllamaError, OllamaIncompleteStream
 from bot.streaming import notes
 from bot.streaming.pacing import ChannelWriteBudget, next_edit_at
-from bot.streaming.splitter import MESSAGE_LIMIT, ReplyPart, split_reply
+from bot.streaming.splitter import MESSAGE_LIMIT, split_reply
+from bot.streaming.thinking import Filtered, ThinkTagFilter
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,14 @@ ROLL_OVER_ZONE = 0.8
 
 class ReplyGone(Exception):
     """The reply message can no longer be edited (deleted, or access lost)."""
+
+
+class Controls(enum.Enum):
+    """Buttons a reply message carries."""
+
+    NONE = "none"
+    STOP = "stop"
+    REGENERATE = "regenerate"
 
 
 class MessageSink(Protocol):
@@ -51,13 +60,35 @@ class MessageSink(Protocol):
         """Stop the waiting indicator."""
         ...
 
-    async def send(self, content: str, *, after: object | None, streaming: bool) -> object:
+    async def send(self, content: str, *, after: object | None, controls: Controls) -> object:
         """Post a new message: replying to the prompt (`after` None) or continuing after `after`."""
         ...
 
-    async def edit(self, handle: object, content: str, *, streaming: bool) -> None:
-        """Replace a posted message's content. Raises ReplyGone if it no longer exists."""
+    async def edit(self, handle: object, content: str, *, controls: Controls) -> None:
+        """Replace a posted message's content and buttons. Raises ReplyGone if it no longer exists."""
         ...
+
+    async def delete(self, handle: object) -> None:
+        """Remove a message that is no longer part of the reply."""
+        ...
+
+
+class StatusLine:
+    """A short status shown until the answer starts (queue position, retries); set by whoever waits."""
+
+    def __init__(self) -> None:
+        self.text: str | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    def set(self, text: str | None) -> None:
+        """Show `text` (None hides it)."""
+        self.text = text
+        for listener in self._listeners:
+            listener()
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Call `listener` on every change."""
+        self._listeners.append(listener)
 
 
 class Outcome(enum.StrEnum):
@@ -79,6 +110,9 @@ class RelayOptions:
     placeholder_after: float = 5.0
     limit: int = MESSAGE_LIMIT
     cancel_note: str = notes.STOPPED
+    show_thinking: bool = False
+    stop_button: bool = False
+    regenerate_button: bool = False
 
 
 @dataclass(slots=True)
@@ -87,6 +121,7 @@ class RelayResult:
 
     outcome: Outcome = Outcome.DONE
     text: str = ""
+    reasoning: str = ""
     error: OllamaError | None = None
     done_reason: str | None = None
     tokens: int = 0
@@ -98,6 +133,7 @@ class RelayResult:
     last_token_at: float | None = None
     final_edit_at: float | None = None
     update_times: list[float] = field(default_factory=list)
+    handles: list[object] = field(default_factory=list)
 
 
 async def relay_reply(
@@ -108,9 +144,23 @@ async def relay_reply(
     budget: ChannelWriteBudget,
     options: RelayOptions = RelayOptions(),
     extra_notes: Sequence[str] = (),
+    status: StatusLine | None = None,
+    reuse: Sequence[object] = (),
+    result: RelayResult | None = None,
 ) -> RelayResult:
-    """Stream `chunks` into `sink` until the stream ends; never leaves the reply half-finished."""
-    return await _Relay(chunks, sink, clock, budget, options, extra_notes).run()
+    """Stream `chunks` into `sink` until the stream ends; never leaves the reply half-finished.
+
+    `reuse` are messages of an earlier answer to overwrite in place (regenerate); any of them
+    the new answer does not need are deleted at the end. Pass `result` to read what happened
+    even when the relay is cancelled (it re-raises the cancellation after its final edit).
+    """
+    result = result or RelayResult()
+    result.started_at = clock.now()
+    relay = _Relay(chunks, sink, clock, budget, options, extra_notes, status or StatusLine(), reuse, result)
+    return await relay.run()
+
+
+Shown = tuple[str, Controls]
 
 
 class _Relay:
@@ -122,6 +172,9 @@ class _Relay:
         budget: ChannelWriteBudget,
         options: RelayOptions,
         extra_notes: Sequence[str],
+        status: StatusLine,
+        reuse: Sequence[object],
+        result: RelayResult,
     ) -> None:
         self.chunks = chunks
         self.sink = sink
@@ -129,13 +182,18 @@ class _Relay:
         self.budget = budget
         self.options = options
         self.extra_notes = list(extra_notes)
-        self.result = RelayResult(started_at=clock.now())
+        self.status = status
+        self.result = result
         self.changed = asyncio.Event()
         self.finished = asyncio.Event()
-        self.handles: list[object] = []
-        self.shown: list[str] = []
+        self.handles: list[object] = list(reuse)
+        self.shown: list[Shown | None] = [None] * len(reuse)
         self.last_edit_at: float | None = None
-        self.placeholder_shown = False
+        self.placeholder_due = False
+        self.showing_status = bool(reuse)
+        self.reasoning_started_at: float | None = None
+        self.think_filter = ThinkTagFilter()
+        status.subscribe(self.changed.set)
 
     async def run(self) -> RelayResult:
         reader = asyncio.create_task(self._read(), name="ollama-reader")
@@ -161,7 +219,10 @@ class _Relay:
             await self._stop_reader(reader)
             await self._stop_waiting()
             self.result.message_count = len(self.handles)
+            self.result.handles = list(self.handles)
         return self.result
+
+    # ---- reading Ollama
 
     async def _read(self) -> None:
         result = self.result
@@ -170,11 +231,12 @@ class _Relay:
                 now = self.clock.now()
                 if result.first_token_at is None:
                     result.first_token_at = now
+                if chunk.thinking:
+                    self._add_reasoning(chunk.thinking, now)
                 if chunk.content:
-                    result.text += chunk.content
                     result.tokens += 1
                     result.last_token_at = now
-                    self.changed.set()
+                    self._apply(self.think_filter.feed(chunk.content), now)
                 if chunk.done:
                     result.done_reason = chunk.done_reason
                     if chunk.eval_count:
@@ -183,6 +245,7 @@ class _Relay:
             result.error = exc
             result.outcome = Outcome.INCOMPLETE if isinstance(exc, OllamaIncompleteStream) else Outcome.ERROR
         finally:
+            self._apply(self.think_filter.finish(), self.clock.now())
             # Closing the generator closes the HTTP response, which makes Ollama stop generating.
             aclose = getattr(self.chunks, "aclose", None)
             if aclose is not None:
@@ -191,15 +254,32 @@ class _Relay:
             self.finished.set()
             self.changed.set()
 
+    def _add_reasoning(self, text: str, now: float) -> None:
+        if self.reasoning_started_at is None:
+            self.reasoning_started_at = now
+        self.result.reasoning += text
+        self.changed.set()
+
+    def _apply(self, filtered: Filtered, now: float) -> None:
+        if filtered.retract:
+            # What looked like the answer was reasoning whose opening tag was in the prompt.
+            self._add_reasoning(self.result.text, now)
+            self.result.text = ""
+        if filtered.reasoning:
+            self._add_reasoning(filtered.reasoning, now)
+        if filtered.content:
+            self.result.text += filtered.content
+            self.changed.set()
+
+    # ---- publishing to Discord
+
     async def _stream(self) -> None:
-        """Publish intermediate text until the reader finishes."""
+        """Publish intermediate states until the reader finishes."""
         while not self.finished.is_set():
-            if not self.handles:
-                wait = self.options.placeholder_after if not self.placeholder_shown else 3600.0
-                got_text = await self.clock.wait_for(self.changed, wait)
-                if not got_text:
-                    await self._show_placeholder()
-                    continue
+            if not self.handles and not self.placeholder_due:
+                waited = self.clock.now() - self.result.started_at
+                if not await self.clock.wait_for(self.changed, self.options.placeholder_after - waited):
+                    self.placeholder_due = True
             else:
                 await self.changed.wait()
             self.changed.clear()
@@ -217,50 +297,76 @@ class _Relay:
 
     def _edit_delay(self) -> float:
         now = self.clock.now()
-        interval = max(self.options.edit_interval, self.budget.steady_interval)
-        paced = next_edit_at(self.last_edit_at, interval) - now
-        # A publish that rolls over to new messages writes more than once; it must still leave a
-        # slot free so the final edit can go out the moment the stream ends.
-        parts = self._parts()
-        writes = 1 + max(0, len(parts) - len(self.handles))
+        desired = self._desired(final=False)
+        writes = sum(1 for i, want in enumerate(desired) if i >= len(self.shown) or self.shown[i] != want)
+        if writes == 0:
+            return 0.0
+        paced = 0.0
+        if not (self.showing_status and self.result.text):
+            # The first answer text replaces a status at once; after that, keep the reply's cadence.
+            interval = max(self.options.edit_interval, self.budget.steady_interval)
+            paced = next_edit_at(self.last_edit_at, interval) - now
         # Near the end of a message the final publish may have to roll over too (two writes), so
-        # keep a second slot free there.
-        nearly_full = len(parts[-1].render(STREAMING_MARKER)) > self.options.limit * ROLL_OVER_ZONE
+        # keep a second slot free there, on top of the one always kept for the final edit.
+        nearly_full = bool(desired) and len(desired[-1][0]) > self.options.limit * ROLL_OVER_ZONE
         needed = writes + 1 + int(nearly_full)
         return max(paced, self.budget.delay(self.sink.channel_key, now, needed=needed))
 
-    def _parts(self) -> list[ReplyPart]:
-        return split_reply(self.result.text, limit=self.options.limit, reserve=len(STREAMING_MARKER))
+    def _status_text(self) -> str | None:
+        if self.result.reasoning:
+            started = self.reasoning_started_at or self.clock.now()
+            return notes.thinking_status(self.clock.now() - started)
+        if self.status.text:
+            return self.status.text
+        if self.placeholder_due:
+            return notes.WAITING_STATUS
+        return None
 
-    async def _show_placeholder(self) -> None:
-        self.placeholder_shown = True
-        if self.result.text or self.handles:
-            return
-        await self._write(0, notes.WAITING_STATUS, streaming=True)
-
-    async def _publish(self, *, final: bool) -> None:
-        """Bring Discord up to date with the current text; on `final`, finish every message."""
-        parts = self._parts()
-        trailing: list[str] = []
+    def _desired(self, *, final: bool) -> list[Shown]:
+        """What every message of the reply should show now."""
+        answer = self.result.text
+        stop = Controls.STOP if self.options.stop_button else Controls.NONE
+        if not final and not answer:
+            status = self._status_text()
+            return [(status, stop)] if status else []
+        desired: list[Shown] = []
+        if self.options.show_thinking and self.result.reasoning.strip():
+            desired.append((notes.reasoning_block(self.result.reasoning, self.options.limit), Controls.NONE))
+        parts = split_reply(answer, limit=self.options.limit, reserve=len(STREAMING_MARKER))
+        trailing: list[Shown] = []
         for index, part in enumerate(parts):
             last = index == len(parts) - 1
-            if last and final:
+            if not last:
+                desired.append((part.render(), Controls.NONE))
+            elif not final:
+                desired.append((part.render(STREAMING_MARKER), stop))
+            else:
                 content = part.render()
                 footer = self._footer()
                 if footer and len(content) + len(footer) + 1 <= self.options.limit:
                     content = f"{content}\n{footer}" if content.strip() else footer
                 elif footer:
-                    trailing.append(footer[: self.options.limit])
+                    trailing.append((footer[: self.options.limit], Controls.NONE))
                 if not content.strip():
                     content = notes.EMPTY_ANSWER
-            elif last:
-                content = part.render(STREAMING_MARKER)
-            else:
-                content = part.render()
-            await self._write(index, content, streaming=last and not final)
-        for index, content in enumerate(trailing, start=len(parts)):
-            await self._write(index, content, streaming=False)
+                desired.append((content, Controls.NONE))
+        desired.extend(trailing)
+        if final and self.options.regenerate_button and self.result.outcome is not Outcome.DELETED:
+            desired[-1] = (desired[-1][0], Controls.REGENERATE)
+        return desired
+
+    async def _publish(self, *, final: bool) -> None:
+        """Bring Discord up to date; on `final`, finish every message and drop unused ones."""
+        desired = self._desired(final=final)
+        for index, (content, controls) in enumerate(desired):
+            await self._write(index, content, controls)
+        self.showing_status = not self.result.text and bool(desired)
         if final:
+            while len(self.handles) > len(desired):
+                handle = self.handles.pop()
+                self.shown.pop()
+                with contextlib.suppress(ReplyGone):
+                    await self.sink.delete(handle)
             self.result.final_edit_at = self.clock.now()
 
     def _footer(self) -> str:
@@ -269,24 +375,23 @@ class _Relay:
             lines.append(notes.note(notes.describe_error(self.result.error)))
         return "\n".join(lines)
 
-    async def _write(self, index: int, content: str, *, streaming: bool) -> None:
+    async def _write(self, index: int, content: str, controls: Controls) -> None:
         """Create or edit message `index` so it shows `content` (skipped if it already does)."""
-        if index < len(self.shown) and self.shown[index] == content:
+        if index < len(self.shown) and self.shown[index] == (content, controls):
             return
-        creating = index >= len(self.handles)
         while (delay := self.budget.delay(self.sink.channel_key, self.clock.now())) > 0:
             await self.clock.sleep(delay)
         self.budget.record(self.sink.channel_key, self.clock.now())
-        if creating:
+        if index >= len(self.handles):
             after = self.handles[index - 1] if index else None
-            handle = await self.sink.send(content, after=after, streaming=streaming)
+            handle = await self.sink.send(content, after=after, controls=controls)
             self.handles.append(handle)
-            self.shown.append(content)
+            self.shown.append((content, controls))
             if index == 0:
                 await self._stop_waiting()
         else:
-            await self.sink.edit(self.handles[index], content, streaming=streaming)
-            self.shown[index] = content
+            await self.sink.edit(self.handles[index], content, controls=controls)
+            self.shown[index] = (content, controls)
             self.result.edits += 1
         now = self.clock.now()
         self.last_edit_at = now

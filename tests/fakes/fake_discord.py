@@ -5,7 +5,9 @@ unmodified discord.py client can log in, receive dispatches and call REST endpoi
 call, stores every message (with its content history), enforces the Discord limits a bot is likely to hit
 (2000-character content, empty messages, 25 autocomplete choices, per-channel create/edit rate limit,
 double acknowledgement) and lets a test inject user messages, slash commands, autocomplete and button
-clicks. See /work/shared/notes/discord-protocol.md for the protocol details this mirrors.
+clicks. It also models threads (started by the bot or by a user, with THREAD_CREATE), DMs and attachments on user
+messages, served over HTTP from the same port so that ``Attachment.read()`` works. See
+/work/shared/notes/discord-protocol.md for the protocol details this mirrors.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import mimetypes
 import re
+import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import discord
 import discord.gateway
@@ -33,9 +38,12 @@ PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)  # members, presences, mess
 CONTENT_LIMIT = 2000
 MESSAGE_ROUTE = re.compile(r"/channels/(\d+)/messages(?:/(\d+))?")
 MENTION_RE = re.compile(r"<@!?(\d+)>")
+ARCHIVE_DURATIONS = (60, 1440, 4320, 10080)  # minutes
+HAS_THREAD = 1 << 5  # message flag set on a thread's starter message
 
 Json = dict[str, Any]
 Result = tuple[int, Any]  # (status, JSON payload or None for an empty body)
+FileSpec = tuple[str, bytes] | tuple[str, bytes, str | None]  # (filename, data[, content type])
 
 
 @dataclass
@@ -90,6 +98,15 @@ def _option_type(value: Any) -> int:
     return {bool: 5, int: 4, float: 10}.get(type(value), 3)  # STRING, INTEGER, BOOLEAN and NUMBER options
 
 
+def _image_size(data: bytes) -> tuple[int, int]:
+    """Width and height of a PNG or GIF (Discord reports them for images); 64x64 for anything else."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:4] == b"GIF8" and len(data) >= 10:
+        return struct.unpack("<HH", data[6:10])
+    return 64, 64
+
+
 def _json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
     if payload is None:
         return web.Response(status=status, headers=headers)
@@ -131,6 +148,7 @@ class FakeDiscord:
             201: self._user(201, "bob", "Bob"),
         }
         self.dm_channels: dict[int, int] = {}  # DM channel id -> user id
+        self.threads: dict[int, Json] = {}  # thread id -> thread channel object (as Discord returns it)
 
         self.port: int = 0
         self.calls: list[RestCall] = []
@@ -147,6 +165,7 @@ class FakeDiscord:
         self._next_interaction_id = 70000
         self._next_attachment_id = 90000
         self._next_command_id = 600
+        self._blobs: dict[int, tuple[int, str, bytes, str | None]] = {}  # attachment id -> (channel, name, data, type)
         self._seq = 0
         self._sessions = 0
         self._sockets: set[web.WebSocketResponse] = set()  # identified (or resumed) connections
@@ -163,11 +182,14 @@ class FakeDiscord:
                 ("GET", r"/users/@me", self._get_me),
                 ("GET", r"/oauth2/applications/@me", self._get_application),
                 ("POST", r"/users/@me/channels", self._create_dm),
+                ("GET", r"/users/(\d+)", self._get_user),
                 ("PUT", r"/applications/(\d+)/commands", self._put_commands),
                 ("PUT", r"/applications/(\d+)/guilds/(\d+)/commands", self._put_commands),
                 ("GET", r"/applications/(\d+)/commands", self._get_commands),
                 ("GET", r"/applications/(\d+)/guilds/(\d+)/commands", self._get_commands),
                 ("GET", r"/channels/(\d+)", self._get_channel),
+                ("POST", r"/channels/(\d+)/threads", self._start_thread),
+                ("POST", r"/channels/(\d+)/messages/(\d+)/threads", self._start_thread),
                 ("POST", r"/channels/(\d+)/typing", self._typing),
                 ("POST", r"/channels/(\d+)/messages", self._create_message),
                 ("GET", r"/channels/(\d+)/messages", self._list_messages),
@@ -200,6 +222,7 @@ class FakeDiscord:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/gateway-ws", self._gateway)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        app.router.add_get("/attachments/{channel}/{id}/{filename}", self._download)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -251,6 +274,8 @@ class FakeDiscord:
         return member
 
     def _channel(self, cid: int) -> Json:
+        if cid in self.threads:
+            return dict(self.threads[cid])
         if cid in self.dm_channels:
             return {"id": str(cid), "type": 1, "recipients": [self._user_of(self.dm_channels[cid])]}
         return {
@@ -276,13 +301,14 @@ class FakeDiscord:
             "member_count": len(members),
             "roles": [everyone],
             "channels": [self._channel(c) for c in self.channel_ids],
+            "threads": [dict(t) for t in self.threads.values() if not t["thread_metadata"]["archived"]],
             "members": members,
             "preferred_locale": "en-US",
-            **{key: [] for key in ("threads", "emojis", "stickers", "features", "voice_states", "presences")},
+            **{key: [] for key in ("emojis", "stickers", "features", "voice_states", "presences")},
         }
 
     def _known_channel(self, cid: int) -> bool:
-        return cid in self.channel_names or cid in self.dm_channels
+        return cid in self.channel_names or cid in self.dm_channels or cid in self.threads
 
     def _guild_of(self, cid: int) -> int | None:
         return None if cid in self.dm_channels else self.guild_id
@@ -290,7 +316,7 @@ class FakeDiscord:
     # ------------------------------------------------------------------ messages
 
     def _new_message(
-        self, channel_id: int, author_id: int, body: Json, *, msg_type: int = 0, files: Sequence[tuple[str, bytes]] = ()
+        self, channel_id: int, author_id: int, body: Json, *, msg_type: int = 0, files: Sequence[FileSpec] = ()
     ) -> Json:
         mid = self._next_message_id
         self._next_message_id += 1
@@ -306,7 +332,7 @@ class FakeDiscord:
             "mention_everyone": False,
             "mentions": [],
             "mention_roles": [],
-            "attachments": self._attachments(files),
+            "attachments": self._attachments(files, channel_id),
             "embeds": body.get("embeds") or [],
             "components": body.get("components") or [],
             "pinned": False,
@@ -319,15 +345,30 @@ class FakeDiscord:
             msg["nonce"] = body["nonce"]
         self.messages[mid] = msg
         self.message_history[mid] = [msg["content"]]
+        thread = self.threads.get(channel_id)
+        if thread is not None:
+            thread["message_count"] += 1
+            thread["total_message_sent"] += 1
+            thread["last_message_id"] = str(mid)
         return msg
 
-    def _attachments(self, files: Sequence[tuple[str, bytes]]) -> list[Json]:
+    def _attachments(self, files: Sequence[FileSpec], channel_id: int) -> list[Json]:
+        """Attachment objects for uploaded files; the bytes are served at their ``url`` by ``_download``."""
         out = []
-        for name, data in files:
+        for name, data, *rest in files:
+            ctype = rest[0] if rest else mimetypes.guess_type(name)[0]  # Discord sniffs bot uploads by name
             aid = self._next_attachment_id
             self._next_attachment_id += 1
-            url = f"http://127.0.0.1:{self.port}/attachments/{aid}/{name}"
-            out.append({"id": str(aid), "filename": name, "size": len(data), "url": url, "proxy_url": url})
+            self._blobs[aid] = (channel_id, name, data, ctype)
+            path = f"/attachments/{channel_id}/{aid}/{quote(name, safe='')}"
+            signed = f"?ex={int(time.time()) + 86400:x}&is={int(time.time()):x}&hm={aid:064x}&"  # like CDN URLs
+            url = f"http://127.0.0.1:{self.port}{path}{signed}"
+            att: Json = {"id": str(aid), "filename": name, "size": len(data), "url": url, "proxy_url": url}
+            if ctype is not None:
+                att["content_type"] = ctype
+            if ctype is not None and ctype.startswith("image/"):
+                att["width"], att["height"] = _image_size(data)
+            out.append(att)
         return out
 
     def _reference(self, ref: Json, channel_id: int, mode: str = "full") -> Json:
@@ -349,7 +390,7 @@ class FakeDiscord:
             raise ValueError(f"reference_mode must be full, null or absent, not {mode!r}")
         return out
 
-    def _apply_edit(self, msg: Json, body: Json, files: Sequence[tuple[str, bytes]] = ()) -> None:
+    def _apply_edit(self, msg: Json, body: Json, files: Sequence[FileSpec] = ()) -> None:
         for key in ("content", "components", "embeds"):
             if key in body:
                 msg[key] = body[key] or ("" if key == "content" else [])
@@ -358,7 +399,7 @@ class FakeDiscord:
         if "attachments" in body:
             keep = {str(a.get("id")) for a in body["attachments"] or []}
             msg["attachments"] = [a for a in msg["attachments"] if a["id"] in keep]
-        msg["attachments"] = msg["attachments"] + self._attachments(files)
+        msg["attachments"] = msg["attachments"] + self._attachments(files, int(msg["channel_id"]))
         msg["edited_timestamp"] = _now_iso()
         if "content" in body:
             self.message_history.setdefault(int(msg["id"]), []).append(msg["content"])
@@ -563,6 +604,18 @@ class FakeDiscord:
         call.status = status
         return _json_response(status, payload)
 
+    async def _download(self, request: web.Request) -> web.Response:
+        """Attachment "CDN": the stored bytes with their content type; no auth, like Discord's signed URLs."""
+        call = RestCall("GET", request.path, dict(request.query), None, at=time.monotonic())
+        self.calls.append(call)
+        info = request.match_info
+        blob = self._blobs.get(int(info["id"])) if info["id"].isdigit() else None
+        if blob is None or str(blob[0]) != info["channel"] or blob[1] != info["filename"]:
+            call.status = 404
+            return web.Response(status=404, text="404: Not Found")
+        call.status = 200
+        return web.Response(body=blob[2], headers={"Content-Type": blob[3] or "application/octet-stream"})
+
     # ------------------------------------------------------------------ REST handlers
 
     async def _get_me(self, call: RestCall, m: re.Match[str]) -> Result:
@@ -573,6 +626,10 @@ class FakeDiscord:
         app.update(icon=None, bot_public=True, bot_require_code_grant=False, verify_key="0" * 64, flags=0)
         app.update(owner=self.users[200], team=None, interactions_endpoint_url=None, bot=self.bot_user)
         return 200, app
+
+    async def _get_user(self, call: RestCall, m: re.Match[str]) -> Result:
+        uid = int(m.group(1))
+        return (200, self.users[uid]) if uid in self.users else _error(404, 10013, "Unknown User")
 
     async def _create_dm(self, call: RestCall, m: re.Match[str]) -> Result:
         user_id = int(call.json["recipient_id"])
@@ -611,6 +668,98 @@ class FakeDiscord:
     async def _get_channel(self, call: RestCall, m: re.Match[str]) -> Result:
         cid = int(m.group(1))
         return (200, self._channel(cid)) if self._known_channel(cid) else _error(404, 10003, "Unknown Channel")
+
+    async def _start_thread(self, call: RestCall, m: re.Match[str]) -> Result:
+        """``POST /channels/{c}/threads`` and ``POST /channels/{c}/messages/{m}/threads`` (201 + thread channel)."""
+        parent = int(m.group(1))
+        if parent not in self.channel_names:
+            if self._known_channel(parent):
+                return _error(400, 50024, "Cannot execute action on this channel type")
+            return _error(404, 10003, "Unknown Channel")
+        body: Json = call.json or {}
+        starter = int(m.group(2)) if m.lastindex == 2 else None
+        errors: Json = {}
+        name = body.get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= 100:
+            errors["name"] = _field_error("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
+        duration = body.get("auto_archive_duration") or 1440
+        if duration not in ARCHIVE_DURATIONS:
+            errors["auto_archive_duration"] = _field_error("BASE_TYPE_CHOICES", "Value must be one of (60, 1440, ...).")
+        thread_type = 11 if starter is not None else int(body.get("type") or 12)
+        if thread_type not in (11, 12):
+            errors["type"] = _field_error("BASE_TYPE_CHOICES", "Value must be one of {11, 12}.")
+        if errors:
+            return _error(400, 50035, "Invalid Form Body", errors)
+        if starter is not None:
+            if self._lookup(parent, starter) is None:
+                return _error(404, 10008, "Unknown Message")
+            if starter in self.threads:
+                return _error(400, 160004, "A thread has already been created for this message")
+        thread = await self._open_thread(
+            parent,
+            str(name),
+            thread_type,
+            self.bot_id,
+            duration,
+            starter=starter,
+            slowmode=int(body.get("rate_limit_per_user") or 0),
+            invitable=bool(body.get("invitable", True)),
+        )
+        return 201, thread
+
+    async def _open_thread(
+        self,
+        parent: int,
+        name: str,
+        thread_type: int,
+        owner_id: int,
+        duration: int,
+        *,
+        starter: int | None = None,
+        slowmode: int = 0,
+        invitable: bool = True,
+    ) -> Json:
+        """Create and store a thread, dispatch THREAD_CREATE and the messages Discord emits with it."""
+        if starter is None:
+            tid = self._next_message_id  # threads and messages share the snowflake sequence
+            self._next_message_id += 1
+        else:
+            tid = starter  # a thread started from a message has the message's id
+        now = _now_iso()
+        metadata: Json = {"archived": False, "auto_archive_duration": duration, "archive_timestamp": now}
+        metadata.update(locked=False, create_timestamp=now)
+        if thread_type == 12:
+            metadata["invitable"] = invitable
+        thread: Json = {
+            "id": str(tid),
+            "type": thread_type,
+            "guild_id": str(self.guild_id),
+            "parent_id": str(parent),
+            "owner_id": str(owner_id),
+            "name": name,
+            "last_message_id": None,
+            "message_count": 0,
+            "total_message_sent": 0,
+            "member_count": 1,
+            "rate_limit_per_user": slowmode,
+            "flags": 0,
+            "thread_metadata": metadata,
+        }
+        self.threads[tid] = thread
+        event: Json = {**thread, "newly_created": True}
+        if owner_id == self.bot_id:  # the creator joins its thread; the bot learns its own membership
+            event["member"] = {"id": str(tid), "user_id": str(owner_id), "join_timestamp": now, "flags": 1}
+        await self.dispatch("THREAD_CREATE", event)
+        if starter is not None:  # the starter message now links to its thread
+            msg = self.messages[starter]
+            msg["flags"] |= HAS_THREAD
+            msg["thread"] = thread
+            await self._dispatch_message("MESSAGE_UPDATE", msg)
+        elif thread_type == 11:  # "X started a thread: name" system message in the parent channel
+            note = self._new_message(parent, owner_id, {"content": name}, msg_type=18)
+            note["message_reference"] = {"type": 0, "channel_id": str(tid), "guild_id": str(self.guild_id)}
+            await self._dispatch_message("MESSAGE_CREATE", note)
+        return dict(thread)
 
     async def _typing(self, call: RestCall, m: re.Match[str]) -> Result:
         return (204, None) if self._known_channel(int(m.group(1))) else _error(404, 10003, "Unknown Channel")
@@ -752,7 +901,7 @@ class FakeDiscord:
         else:
             msg, event = self._create_response_message(it, body), "MESSAGE_CREATE"
             msg["flags"] = int(body.get("flags") or 0) & (64 | 4 | 4096)
-            msg["attachments"] = self._attachments(call.files)
+            msg["attachments"] = self._attachments(call.files, it.channel_id)
             it.followup_ids.append(int(msg["id"]))
         if not msg["flags"] & 64:
             await self._dispatch_message(event, msg)
@@ -795,14 +944,22 @@ class FakeDiscord:
         reply_to: int | None = None,
         reference_mode: str = "full",
         guild: bool = True,
+        attachments: Sequence[tuple[str, bytes, str | None]] = (),
     ) -> Json:
-        """Store a message from a human user and dispatch MESSAGE_CREATE; returns the message dict."""
+        """Store a message from a human user and dispatch MESSAGE_CREATE; returns the message dict.
+
+        ``channel_id`` may be a thread id (see ``create_thread``). ``guild=False`` sends a DM instead (channel
+        ``9000 + author_id``). ``attachments`` are ``(filename, data, content_type)``; the bytes are served at
+        each attachment's ``url`` so that ``Attachment.read()`` works.
+        """
         if mention_bot:
             content = f"<@{self.bot_id}> {content}"
         if not guild:
             channel_id = 9000 + author_id
             self.dm_channels[channel_id] = author_id
-        msg = self._new_message(channel_id, author_id, {"content": content}, msg_type=19 if reply_to else 0)
+        msg = self._new_message(
+            channel_id, author_id, {"content": content}, msg_type=19 if reply_to else 0, files=attachments
+        )
         mentioned = dict.fromkeys(int(uid) for uid in MENTION_RE.findall(content))
         msg["mentions"] = [self._user_of(uid) for uid in mentioned]
         if reply_to is not None:
@@ -811,6 +968,32 @@ class FakeDiscord:
             msg["member"] = self._member()
         await self._dispatch_message("MESSAGE_CREATE", msg)
         return msg
+
+    async def create_thread(
+        self,
+        parent_id: int = 500,
+        name: str = "topic",
+        *,
+        owner_id: int = 200,
+        message_id: int | None = None,
+        private: bool = False,
+        auto_archive_duration: int = 1440,
+    ) -> int:
+        """A user starts a thread (THREAD_CREATE with ``newly_created``); returns the thread id.
+
+        With ``message_id`` the thread is started from that message (thread id = message id, the message gets
+        ``thread`` and the HAS_THREAD flag, MESSAGE_UPDATE). Without it, a public thread also posts Discord's
+        "started a thread" system message (type 18, author ``owner_id``) in the parent channel.
+        """
+        if parent_id not in self.channel_names:
+            raise KeyError(f"no text channel {parent_id}")
+        if message_id is not None and (message_id in self.threads or self._lookup(parent_id, message_id) is None):
+            raise KeyError(f"no thread-less message {message_id} in channel {parent_id}")
+        thread_type = 12 if private and message_id is None else 11
+        thread = await self._open_thread(
+            parent_id, name, thread_type, owner_id, auto_archive_duration, starter=message_id
+        )
+        return int(thread["id"])
 
     async def delete_message(self, message_id: int) -> None:
         """Delete a stored message (its ``message_history`` is kept) and dispatch MESSAGE_DELETE."""
