@@ -72,6 +72,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "OLLAMA_MODEL": args.model,
         "DATA_DIR": args.data_dir,
         "LOG_LEVEL": args.log_level,
+        # The benchmark measures streaming: the fake Ollama serves every conversation at once, and all
+        # prompts come from one fake user, so the bot's own queue and per-user limit are opened up.
+        "MAX_CONCURRENT_REQUESTS": "64",
+        "USER_REQUESTS_PER_MINUTE": "0",
     }
     if args.edit_interval:
         env["EDIT_INTERVAL"] = str(args.edit_interval)
