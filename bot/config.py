@@ -51,6 +51,11 @@ class Settings:
     user_requests_per_minute: int = 10
     max_image_mb: float = 10.0
     max_text_file_kb: int = 200
+    health_port: int | None = None
+    health_host: str = "127.0.0.1"
+    warm_up: bool = False
+    warm_up_keep_alive: str = "1h"
+    shutdown_grace_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -126,6 +131,13 @@ class Settings:
             ),
             max_image_mb=parsed("MAX_IMAGE_MB", 10.0, _bounded(float, 0.0, 100.0), "a number of megabytes"),
             max_text_file_kb=parsed("MAX_TEXT_FILE_KB", 200, _bounded(int, 0, 10_000), "a number of kilobytes"),
+            health_port=parsed("HEALTH_PORT", None, _port, "a port number from 1 to 65535 (empty = off)"),
+            health_host=get("HEALTH_HOST") or "127.0.0.1",
+            warm_up=parsed("WARM_UP", False, _switch, "true or false"),
+            warm_up_keep_alive=get("WARM_UP_KEEP_ALIVE") or "1h",
+            shutdown_grace_seconds=parsed(
+                "SHUTDOWN_GRACE_SECONDS", 10.0, _bounded(float, 0.0, 600.0), "a number of seconds"
+            ),
         )
         if problems:
             raise ConfigError(problems)
@@ -135,6 +147,15 @@ class Settings:
     def log_level_number(self) -> int:
         """The numeric logging level."""
         return logging.getLevelNamesMapping()[self.log_level]
+
+
+def _port(raw: str) -> int | None:
+    if raw in ("0", "off"):
+        return None
+    port = int(raw)
+    if not 1 <= port <= 65535:
+        raise ValueError("out of range")
+    return port
 
 
 def _switch(raw: str) -> bool:
