@@ -74,6 +74,15 @@ class OllacordBot(commands.Bot):
         user = self.user
         log.info("connected to Discord as %s (id %s) in %d server(s)", user, user.id if user else "?", len(self.guilds))
 
+    async def shutdown(self, grace: float) -> None:
+        """Stop taking new work, let streaming replies finish or cut them short, then disconnect."""
+        from bot.cogs.chat import ChatCog
+
+        cog = self.get_cog("ChatCog")
+        if isinstance(cog, ChatCog):
+            await cog.drain(grace)
+        await self.close()
+
     async def on_message(self, message: discord.Message, /) -> None:
         """Text-prefix commands are not used; the chat cog listens to messages itself."""
 

@@ -15,6 +15,7 @@ from bot.ollama.errors import ModelNotFound, OllamaError, OllamaStreamError
 from bot.streaming import notes
 from bot.streaming.pacing import ChannelWriteBudget
 from bot.streaming.relay import (
+    SHUTDOWN_CANCEL,
     STREAMING_MARKER,
     Controls,
     Outcome,
@@ -392,3 +393,17 @@ async def test_regenerate_reuses_the_first_message_and_deletes_the_rest(clock: F
     await relay_reply(Script(clock, words(4)).stream(), sink, clock=clock, budget=ChannelWriteBudget(), reuse=[0, 1, 2])
     assert sink.versions[0][-1] == "".join(words(4))
     assert sorted(sink.removed) == [1, 2]
+
+
+async def test_cancelling_for_shutdown_says_the_bot_is_restarting(clock: FakeClock) -> None:
+    sink = RecordingSink(clock)
+    script = Script(clock, words(400))
+    clock.start()
+    task = asyncio.create_task(relay_reply(script.stream(), sink, clock=clock, budget=ChannelWriteBudget()))
+    while script.sent < 50:
+        await asyncio.sleep(0)
+    task.cancel(SHUTDOWN_CANCEL)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert notes.SHUTDOWN in sink.final[0] and notes.STOPPED not in sink.final[0]
+    assert script.closed

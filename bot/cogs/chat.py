@@ -23,7 +23,7 @@ from bot.ollama.client import ChatChunk
 from bot.ollama.errors import OllamaError
 from bot.ollama.fair_share import QueuePosition, RequestQueue, UserRateLimiter, stream_with_busy_retry
 from bot.streaming import notes
-from bot.streaming.relay import MessageSink, RelayOptions, RelayResult, StatusLine, relay_reply
+from bot.streaming.relay import SHUTDOWN_CANCEL, MessageSink, RelayOptions, RelayResult, StatusLine, relay_reply
 
 if TYPE_CHECKING:
     from bot.app import OllacordBot, Services
@@ -39,6 +39,7 @@ REGENERATE_REFUSED = "Only the person who asked, or someone who can manage this 
 STOP_EXPIRED = "This answer is no longer being generated (it finished, or the bot restarted)."
 REGENERATE_EXPIRED = "This answer can't be regenerated any more: its question is gone (deleted, or the bot restarted)."
 STILL_ANSWERING = "This answer is still being written; stop it first."
+RESTARTING = "The bot is restarting; please ask again in a moment."
 CHATTY_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 # /ask answers carry no reference to a user message, so their prompts are remembered for replies.
 ASK_MEMORY = 2048
@@ -83,11 +84,31 @@ class ChatCog(commands.Cog):
         self._ask_prompts: OrderedDict[int, ChatRecord] = OrderedDict()
         self._active: dict[int, ActiveReply] = {}
         self._busy = 0
+        self.accepting = True
 
     @property
     def active_replies(self) -> int:
         """Replies being prepared or streamed right now."""
         return self._busy
+
+    @property
+    def streaming(self) -> int:
+        """Replies registered as streaming (or queued for Ollama)."""
+        return len(self._active)
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking new work, give replies `grace` seconds to finish, then cut the rest short."""
+        self.accepting = False
+        tasks = [active.task for active in self._active.values()]
+        if not tasks:
+            return
+        log.info("waiting up to %.0f s for %d reply(ies) to finish", grace, len(tasks))
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel(SHUTDOWN_CANCEL)
+        if pending:
+            log.info("cut %d reply(ies) short for shutdown", len(pending))
+            await asyncio.gather(*pending, return_exceptions=True)
 
     # ---- message triggers
 
@@ -95,7 +116,7 @@ class ChatCog(commands.Cog):
     async def on_message(self, message: discord.Message) -> None:
         """Answer a message meant for the bot (see the README for when that is)."""
         me = self.bot.user
-        if me is None or message.author.bot or message.type not in CHATTY_TYPES:
+        if me is None or message.author.bot or message.type not in CHATTY_TYPES or not self.accepting:
             return
         self._busy += 1
         try:
@@ -273,6 +294,9 @@ class ChatCog(commands.Cog):
     @app_commands.guild_only()
     async def ask(self, interaction: discord.Interaction[Any], prompt: app_commands.Range[str, 1, 4000]) -> None:
         """Stream an answer to `prompt` into the command's response."""
+        if not self.accepting:
+            await interaction.response.send_message(RESTARTING, ephemeral=True)
+            return
         self._busy += 1
         try:
             retry = self._rate_limited(interaction.user.id)

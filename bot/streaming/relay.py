@@ -28,6 +28,8 @@ from bot.streaming.thinking import Filtered, ThinkTagFilter
 log = logging.getLogger(__name__)
 
 STREAMING_MARKER = " ⏳"
+# Pass as the message of Task.cancel() when the bot shuts down, so the reply says so.
+SHUTDOWN_CANCEL = "ollacord-shutdown"
 # Fraction of a message after which a roll-over may come with the next tokens.
 ROLL_OVER_ZONE = 0.8
 
@@ -204,10 +206,11 @@ class _Relay:
         except ReplyGone:
             self.result.outcome = Outcome.DELETED
             log.info("reply was deleted while streaming; stopping generation")
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as cancel:
             self.result.outcome = Outcome.CANCELLED
             await self._stop_reader(reader)
-            self.extra_notes.append(notes.note(self.options.cancel_note))
+            shutting_down = SHUTDOWN_CANCEL in cancel.args
+            self.extra_notes.append(notes.note(notes.SHUTDOWN if shutting_down else self.options.cancel_note))
             await self._final_edit_after_failure()
             raise
         except Exception:

@@ -1,0 +1,32 @@
+"""Run the real `python -m bot` entry point in a child process, pointed at the test fakes.
+
+Usage: python tests/fakes/run_bot_against_fakes.py API_BASE GATEWAY_URL [bot args...]
+Configuration comes from the environment, exactly as in production; only discord.py's two
+hard-coded addresses are redirected to the fake Discord (see the protocol notes, §1).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import discord
+import yarl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bot.__main__ import main  # noqa: E402 - the path above must be set first
+
+
+def run() -> None:
+    api_base, gateway, *args = sys.argv[1:]
+    for url in (api_base, gateway):
+        if yarl.URL(url).host not in ("127.0.0.1", "localhost"):
+            raise SystemExit(f"{url} is not a loopback address")
+    discord.http.Route.BASE = api_base.rstrip("/")
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
+    main(args)
+
+
+if __name__ == "__main__":
+    run()
