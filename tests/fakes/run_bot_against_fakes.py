@@ -15,7 +15,7 @@ import yarl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bot.__main__ import main  # noqa: E402 - the path above must be set first
+from bot.__main__ import main
 
 
 def run() -> None:
