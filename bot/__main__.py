@@ -24,7 +24,9 @@ from bot.app import OllacordBot, Services
 from bot.channel_settings.store import DATABASE_FILENAME, SettingsStore, SqliteSettingsStore, StoreError
 from bot.clock import MonotonicClock
 from bot.config import ConfigError, Settings
+from bot.health import HealthServer
 from bot.logs import setup_logging
+from bot.metrics import Metrics
 from bot.ollama.catalog import ModelCatalog, find_model
 from bot.ollama.client import OllamaClient
 from bot.ollama.errors import OllamaError
@@ -60,6 +62,27 @@ def build_services(settings: Settings, session: aiohttp.ClientSession, store: Se
         budget=ChannelWriteBudget(),
         store=store,
         catalog=ModelCatalog(ollama, clock),
+        metrics=Metrics(),
+    )
+
+
+def build_health_server(bot: OllacordBot, services: Services) -> HealthServer:
+    """The /healthz and /metrics endpoint: healthy when the gateway is up and Ollama answers."""
+    settings = services.settings
+
+    async def ollama_problem() -> str | None:
+        try:
+            await services.ollama.version()
+        except OllamaError as exc:
+            return describe_error(exc).removeprefix("⚠️ ")
+        return None
+
+    return HealthServer(
+        services.metrics,
+        gateway_ok=bot.gateway_connected,
+        ollama_ok=ollama_problem,
+        host=settings.health_host,
+        port=settings.health_port or 0,
     )
 
 
@@ -136,7 +159,11 @@ async def _serve(bot: OllacordBot, services: Services) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread / not POSIX
             loop.add_signal_handler(sig, stop.set)
     background: set[asyncio.Task[None]] = set()
+    health = build_health_server(bot, services) if settings.health_port else None
     try:
+        if health is not None:
+            await health.start()
+            log.info("health endpoint on http://%s:%d/healthz and /metrics", settings.health_host, health.port)
         await bot.login(settings.discord_token)
         if settings.warm_up:
             task = asyncio.create_task(warm_up(services), name="warm-up")
@@ -160,6 +187,8 @@ async def _serve(bot: OllacordBot, services: Services) -> int:
                 loop.remove_signal_handler(sig)
         for task in background:
             task.cancel()
+        if health is not None:
+            await health.close()
 
 
 async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:

@@ -13,6 +13,7 @@ from discord.ext import commands
 from bot.channel_settings.store import SettingsStore
 from bot.clock import Clock
 from bot.config import Settings
+from bot.metrics import Metrics
 from bot.ollama.catalog import ModelCatalog
 from bot.ollama.client import OllamaClient
 from bot.streaming.pacing import ChannelWriteBudget
@@ -30,6 +31,7 @@ class Services:
     budget: ChannelWriteBudget
     store: SettingsStore
     catalog: ModelCatalog
+    metrics: Metrics
 
 
 def bot_intents() -> discord.Intents:
@@ -37,6 +39,20 @@ def bot_intents() -> discord.Intents:
     intents = discord.Intents.default()
     intents.message_content = True
     return intents
+
+
+class DiscordRateLimitCounter(logging.Filter):
+    """Counts the 429s discord.py reports (it retries them itself and only logs a warning)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
+        self._metrics = metrics
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Count the record if it is a rate-limit warning; never drop it."""
+        if record.levelno >= logging.WARNING and "rate limited" in str(record.msg):
+            self._metrics.discord_rate_limits.inc()
+        return True
 
 
 class OllacordBot(commands.Bot):
@@ -53,18 +69,26 @@ class OllacordBot(commands.Bot):
         )
         self.services = services
         self.sync_commands = sync_commands
+        self._rate_limit_counter = DiscordRateLimitCounter(services.metrics)
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:
         """Load the cogs and publish the slash commands."""
+        from bot.cogs.admin_commands import AdminCommands
         from bot.cogs.chat import ChatCog
         from bot.cogs.reply_buttons import RegenerateButton, StopButton
         from bot.cogs.settings_commands import SettingsCommands
 
         # Registered by pattern, so buttons on messages from before a restart still reach the cog.
         self.add_dynamic_items(StopButton, RegenerateButton)
-        await self.add_cog(ChatCog(self, self.services))
+        chat = ChatCog(self, self.services)
+        await self.add_cog(chat)
+        metrics = self.services.metrics
+        metrics.queue_depth.set_function(lambda: float(chat.queue.waiting))
+        metrics.active_streams.set_function(lambda: float(chat.streaming))
+        logging.getLogger("discord.http").addFilter(self._rate_limit_counter)
         await self.add_cog(SettingsCommands(self, self.services))
+        await self.add_cog(AdminCommands(self, self.services))
         if self.sync_commands:
             synced = await self.tree.sync()
             log.info("synced %d slash commands", len(synced))
@@ -73,6 +97,15 @@ class OllacordBot(commands.Bot):
         """Say who we are once connected."""
         user = self.user
         log.info("connected to Discord as %s (id %s) in %d server(s)", user, user.id if user else "?", len(self.guilds))
+
+    async def close(self) -> None:
+        """Disconnect, and stop counting this client's rate limits."""
+        logging.getLogger("discord.http").removeFilter(self._rate_limit_counter)
+        await super().close()
+
+    def gateway_connected(self) -> bool:
+        """Whether the gateway connection is up and ready."""
+        return self.is_ready() and not self.is_closed() and self.ws is not None and self.ws.open
 
     async def shutdown(self, grace: float) -> None:
         """Stop taking new work, let streaming replies finish or cut them short, then disconnect."""

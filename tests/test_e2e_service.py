@@ -129,3 +129,63 @@ async def test_sync_publishes_commands_to_one_server(harness: Harness) -> None:
     names = {c["name"] for c in put[-1].json}
     assert {"ask", "chat", "model", "settings"} <= names
     assert "synced" in out.getvalue()
+
+
+async def get(url: str) -> tuple[int, str, str]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.text(), response.headers.get("Content-Type", "")
+
+
+async def test_health_and_metrics_endpoints(harness: Harness) -> None:
+    from bot.__main__ import build_health_server
+
+    harness.ollama.scripts.append(ChatScript(tokens=["one", " two"]))
+    harness.discord.inject_429("PATCH", r"/channels/500/messages/\d+", count=1, retry_after=0.05)
+    running = await harness.start_bot()
+    health = build_health_server(running.bot, running.services)
+    await health.start()
+    try:
+        base = f"http://127.0.0.1:{health.port}"
+        assert (await get(f"{base}/healthz"))[:2] == (200, "ok\n")
+
+        prompt = await harness.discord.send_user_message("count", mention_bot=True)
+        await harness.wait_for_reply(int(prompt["id"]))
+        status, body, content_type = await get(f"{base}/metrics")
+        assert status == 200 and content_type.startswith("text/plain; version=0.0.4")
+        values = {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in body.splitlines()
+            if line and not line.startswith("#")
+        }
+        assert values['ollacord_replies_total{outcome="done"}'] == 1
+        assert values["ollacord_tokens_total"] >= 2
+        assert values["ollacord_time_to_first_token_seconds_count"] == 1
+        assert values["ollacord_queue_depth"] == 0
+        assert values["ollacord_discord_rate_limited_total"] >= 1
+
+        await harness.ollama.close()
+        health_status, reason, _ = await get(f"{base}/healthz")
+        assert health_status == 200 or "Ollama" in reason  # cached for a few seconds
+        await running.bot.close()
+        health_status, reason, _ = await get(f"{base}/healthz")
+        assert health_status == 503 and "gateway" in reason
+    finally:
+        await health.close()
+
+
+async def test_healthz_reports_an_unreachable_ollama(harness: Harness) -> None:
+    from bot.__main__ import build_health_server
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    running = await harness.start_bot(harness.settings(OLLAMA_HOST=f"127.0.0.1:{dead}"))
+    health = build_health_server(running.bot, running.services)
+    await health.start()
+    try:
+        status, reason, _ = await get(f"http://127.0.0.1:{health.port}/healthz")
+        assert status == 503 and f"http://127.0.0.1:{dead}" in reason
+    finally:
+        await health.close()

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import pytest
 
@@ -17,6 +18,7 @@ from bot.ollama.fair_share import QueuePosition, RequestQueue, UserRateLimiter, 
 from tests.fake_clock import FakeClock
 
 T0 = 1000.0
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -65,6 +67,38 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def within(clock: FakeClock, seconds: float, awaitable: Awaitable[T]) -> T:
+    """Await on virtual time, failing instead of hanging forever if a leaked slot blocks everyone."""
+    task = asyncio.ensure_future(awaitable)
+    deadline = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait({task, deadline}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        deadline.cancel()
+    if not task.done():
+        task.cancel()
+        pytest.fail(f"still blocked after {seconds:g} virtual seconds")
+    return task.result()
+
+
+async def assert_drained(clock: FakeClock, queue: RequestQueue) -> None:
+    """Nothing held, nobody waiting, and a fresh request enters at once."""
+    assert (queue.active, queue.waiting) == (0, 0)
+    told: list[QueuePosition] = []
+
+    async def record(position: QueuePosition) -> None:
+        told.append(position)
+
+    async def enter() -> None:
+        async with queue.slot(record):
+            assert queue.active == 1
+
+    before = clock.now()
+    await within(clock, 1, enter())
+    assert (told, clock.now()) == ([], before)
+    assert (queue.active, queue.waiting) == (0, 0)
+
+
 # --- RequestQueue -------------------------------------------------------------------------------------------------
 
 
@@ -89,10 +123,10 @@ async def test_requests_enter_in_arrival_order(
 ) -> None:
     clock.start()
     rec = Recorder(clock, RequestQueue(limit))
-    await asyncio.gather(*(rec.spawn(f"r{i}", hold) for i, hold in enumerate(holds)))
+    await within(clock, 100, asyncio.gather(*(rec.spawn(f"r{i}", hold) for i, hold in enumerate(holds))))
     assert rec.entered == expected
     assert rec.peak == min(limit, len(holds))
-    assert (rec.queue.active, rec.queue.waiting) == (0, 0)
+    await assert_drained(clock, rec.queue)
 
 
 async def test_waiters_hear_their_position_as_the_queue_drains(clock: FakeClock) -> None:
@@ -102,7 +136,7 @@ async def test_waiters_hear_their_position_as_the_queue_drains(clock: FakeClock)
     tasks = [rec.spawn(name, 1) for name in "ABCD"]
     await settle()
     assert (queue.active, queue.waiting) == (1, 3)
-    await asyncio.gather(*tasks)
+    await within(clock, 100, asyncio.gather(*tasks))
     # `waiting` is a snapshot taken when the position is reported: B queued before C and D arrived.
     assert rec.seen == {
         "A": [],
@@ -116,7 +150,7 @@ async def test_waiters_hear_their_position_as_the_queue_drains(clock: FakeClock)
 async def test_positions_with_two_slots(clock: FakeClock) -> None:
     clock.start()
     rec = Recorder(clock, RequestQueue(2))
-    await asyncio.gather(rec.spawn("A", 2), rec.spawn("B", 3), rec.spawn("C", 2), rec.spawn("D", 1))
+    await within(clock, 100, asyncio.gather(rec.spawn("A", 2), rec.spawn("B", 3), rec.spawn("C", 2), rec.spawn("D", 1)))
     # A leaves at 2 (C enters), B at 3 (D enters).
     assert rec.seen == {"A": [], "B": [], "C": [qp(1, 1)], "D": [qp(2, 2), qp(1, 1)]}
     assert rec.entered == [("A", 0), ("B", 0), ("C", 2), ("D", 3)]
@@ -153,13 +187,13 @@ async def test_a_cancelled_waiter_leaves_and_those_behind_move_up(
     tasks[cancelled].cancel()
     await settle()
     assert (queue.active, queue.waiting) == (1, 2)
-    results = await asyncio.gather(*tasks.values(), return_exceptions=True)
+    results = await within(clock, 100, asyncio.gather(*tasks.values(), return_exceptions=True))
     assert [name for name, r in zip(tasks, results, strict=True) if isinstance(r, asyncio.CancelledError)] == [
         cancelled
     ]
     assert {name: rec.seen[name] for name in "BCD"} == expected_seen
     assert [name for name, _ in rec.entered] == expected_order
-    assert (queue.active, queue.waiting) == (0, 0)
+    await assert_drained(clock, queue)
 
 
 async def test_a_newcomer_does_not_overtake_waiters(clock: FakeClock) -> None:
@@ -187,7 +221,7 @@ async def test_a_newcomer_does_not_overtake_waiters(clock: FakeClock) -> None:
             order.append("B")
             await clock.sleep(1)
 
-    await asyncio.gather(greedy(), patient())
+    await within(clock, 100, asyncio.gather(greedy(), patient()))
     assert order == ["A", "B", "A again"]
 
 
@@ -208,13 +242,13 @@ async def test_cancelled_right_after_being_granted_passes_the_slot_on(clock: Fak
     await settle()
     b_task = rec.spawn("B", 1)
     c_task = rec.spawn("C", 1)
-    await asyncio.gather(a_task, c_task)
+    await within(clock, 100, asyncio.gather(a_task, c_task))
     with pytest.raises(asyncio.CancelledError):
         await b_task
     assert rec.entered == [("C", 1)]
     # C was handed the slot before it ran again, so it never heard a stale "you are next".
     assert rec.seen["C"] == [qp(2, 2)]
-    assert (queue.active, queue.waiting) == (0, 0)
+    await assert_drained(clock, queue)
 
 
 async def test_cancelled_inside_its_position_callback(clock: FakeClock) -> None:
@@ -237,11 +271,11 @@ async def test_cancelled_inside_its_position_callback(clock: FakeClock) -> None:
     c = rec.spawn("C", 1)
     await started.wait()
     b.cancel()
-    await asyncio.gather(a, c)
+    await within(clock, 100, asyncio.gather(a, c))
     assert b.cancelled()
     assert rec.entered == [("A", 0), ("C", 5)]
     assert rec.seen["C"] == [qp(2, 2), qp(1, 1)]
-    assert (queue.active, queue.waiting) == (0, 0)
+    await assert_drained(clock, queue)
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -281,20 +315,9 @@ async def test_no_slot_leaks_under_random_cancellation(clock: FakeClock, seed: i
             await clock.sleep(rng.choice([0.5, 1, 2]))
             rng.choice(tasks).cancel()
 
-    await asyncio.gather(canceller(), *tasks, return_exceptions=True)
+    await within(clock, 100, asyncio.gather(canceller(), *tasks, return_exceptions=True))
     assert peak <= limit
-    assert (queue.active, queue.waiting) == (0, 0)
-    told: list[QueuePosition] = []
-
-    async def record(position: QueuePosition) -> None:
-        told.append(position)
-
-    before = clock.now()
-    async with queue.slot(record):
-        assert queue.active == 1
-    assert told == []
-    assert clock.now() == before
-    assert (queue.active, queue.waiting) == (0, 0)
+    await assert_drained(clock, queue)
 
 
 async def test_a_failing_position_callback_is_logged_and_ignored(
@@ -316,12 +339,12 @@ async def test_a_failing_position_callback_is_logged_and_ignored(
 
     with caplog.at_level(logging.WARNING, logger="bot.ollama.fair_share"):
         tasks = [rec.spawn("A", 1), asyncio.create_task(fragile()), rec.spawn("C", 1), rec.spawn("D", 1)]
-        await asyncio.gather(*tasks)
+        await within(clock, 100, asyncio.gather(*tasks))
     assert rec.entered == [("A", 0), ("B", 1), ("C", 2), ("D", 3)]
     assert calls == [qp(1, 1)]
     assert rec.seen["D"] == [qp(3, 3), qp(2, 2), qp(1, 1)]
     assert "Discord said no" in caplog.text
-    assert (queue.active, queue.waiting) == (0, 0)
+    await assert_drained(clock, queue)
 
 
 async def test_an_error_in_the_body_releases_the_slot(clock: FakeClock) -> None:
@@ -330,9 +353,7 @@ async def test_an_error_in_the_body_releases_the_slot(clock: FakeClock) -> None:
     with pytest.raises(OllamaStreamError):
         async with queue.slot():
             raise OllamaStreamError("boom")
-    assert queue.active == 0
-    async with queue.slot():
-        assert queue.active == 1
+    await assert_drained(clock, queue)
 
 
 # --- UserRateLimiter ----------------------------------------------------------------------------------------------

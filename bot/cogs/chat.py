@@ -19,6 +19,7 @@ from bot.channel_settings.effective import effective_settings
 from bot.channel_settings.resolve import EffectiveSettings
 from bot.conversation import ChatRecord, build_conversation
 from bot.discord_io import NO_PINGS, ChannelReplySink, InteractionReplySink, to_record
+from bot.metrics import error_kind
 from bot.ollama.client import ChatChunk
 from bot.ollama.errors import OllamaError
 from bot.ollama.fair_share import QueuePosition, RequestQueue, UserRateLimiter, stream_with_busy_retry
@@ -524,6 +525,18 @@ class ChatCog(commands.Cog):
         finally:
             self._active.pop(request.key, None)
             _log_reply(result, guild_id=request.guild_id, channel_id=request.channel_id, model=effective.model)
+            self._record_metrics(result)
+
+    def _record_metrics(self, result: RelayResult) -> None:
+        metrics = self.services.metrics
+        metrics.replies.inc(outcome=result.outcome.value)
+        metrics.tokens.inc(result.tokens)
+        if result.first_token_at is not None:
+            metrics.time_to_first_token.observe(result.first_token_at - result.started_at)
+        if result.final_edit_at is not None:
+            metrics.reply_duration.observe(result.final_edit_at - result.started_at)
+        if result.error is not None:
+            metrics.ollama_errors.inc(kind=error_kind(result.error))
 
     async def _queued_stream(
         self, effective: EffectiveSettings, messages: list[dict[str, object]], status: StatusLine

@@ -1,6 +1,6 @@
 """Ollama client core: pure asyncio/aiohttp, no Discord, no environment access."""
 
-from bot.ollama.client import ChatChunk, ModelInfo, OllamaClient
+from bot.ollama.client import ChatChunk, LoadedModel, ModelInfo, OllamaClient, PullProgress
 from bot.ollama.errors import (
     ModelNotFound,
     OllamaError,
@@ -16,10 +16,12 @@ from bot.ollama.errors import (
 )
 from bot.ollama.host import DEFAULT_OLLAMA_URL, normalize_ollama_host
 from bot.ollama.ndjson import NdjsonSplitter, parse_line
+from bot.ollama.pull_progress import PullTracker
 
 __all__ = [
     "DEFAULT_OLLAMA_URL",
     "ChatChunk",
+    "LoadedModel",
     "ModelInfo",
     "ModelNotFound",
     "NdjsonSplitter",
@@ -34,6 +36,8 @@ __all__ = [
     "OllamaStreamError",
     "OllamaTimeout",
     "OllamaUnreachable",
+    "PullProgress",
+    "PullTracker",
     "normalize_ollama_host",
     "parse_line",
 ]

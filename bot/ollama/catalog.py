@@ -111,11 +111,11 @@ def closest_models(models: list[ModelInfo], name: str, count: int = 3) -> list[s
     return [by_lower[n] for n in [*close, *same_family][:count]]
 
 
+def format_size(size: int) -> str:
+    """Bytes in decimal gigabytes, as Ollama shows them ("" when unknown)."""
+    return f"{size / 1e9:.1f} GB" if size else ""
+
+
 def describe_model(model: ModelInfo) -> str:
     """`name · 4.7 GB · 8.2B` for menus."""
-    parts = [model.name]
-    if model.size:
-        parts.append(f"{model.size / 1e9:.1f} GB")
-    if model.parameter_size:
-        parts.append(model.parameter_size)
-    return " · ".join(parts)
+    return " · ".join(p for p in (model.name, format_size(model.size), model.parameter_size) if p)

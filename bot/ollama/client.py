@@ -27,7 +27,7 @@ from bot.ollama.errors import (
 )
 from bot.ollama.ndjson import NdjsonSplitter, parse_line
 
-__all__ = ["ChatChunk", "ModelInfo", "OllamaClient"]
+__all__ = ["ChatChunk", "LoadedModel", "ModelInfo", "OllamaClient", "PullProgress"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,32 @@ class ModelInfo:
     def supports(self, capability: str) -> bool:
         """Whether /api/tags listed the capability (e.g. "vision", "thinking", "tools")."""
         return capability in self.capabilities
+
+
+@dataclass(frozen=True, slots=True)
+class PullProgress:
+    """One progress line of a streamed /api/pull.
+
+    `status` is Ollama's text: "pulling manifest", "pulling <12 hex>" (one per layer, with `digest`,
+    `total` and, once bytes arrived, `completed`), "verifying sha256 digest", "writing manifest",
+    "removing unused layers", "success". Ollama omits `total`/`completed` when they are 0.
+    """
+
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """A model currently in memory, as listed by /api/ps."""
+
+    name: str
+    size: int
+    size_vram: int  # below `size` means partly offloaded to the CPU (slow)
+    expires_at: str | None  # Ollama's RFC 3339 text, kept as is (nanoseconds; ~292 years ahead for keep_alive -1)
+    context_length: int | None
 
 
 class OllamaClient:
@@ -184,6 +210,69 @@ class OllamaClient:
         """POST /api/show: details, model_info and capabilities of one model."""
         return await self._request_json("POST", "/api/show", {"model": model}, model=model)
 
+    async def pull(self, model: str) -> AsyncGenerator[PullProgress, None]:
+        """Stream POST /api/pull progress; the last item has status "success". aclose() it (or cancel) to abort.
+
+        An `{"error": ...}` line (e.g. `pull model manifest: file does not exist`) raises OllamaStreamError,
+        an HTTP error status OllamaHTTPError, and EOF before "success" OllamaIncompleteStream. The first line
+        must arrive within the first-token timeout, each later one within the inactivity timeout.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first_deadline = started + self._first_token_timeout
+        log.debug("pull start model=%s url=%s", model, self._base_url)
+        body = {"model": model, "stream": True}
+        resp = await self._open("POST", "/api/pull", body, deadline=first_deadline, on_deadline=self._first_token_error)
+        lines = 0
+        outcome = "closed early"
+        try:
+            if resp.status >= 400:
+                # No ModelNotFound here: for a pull that would read as "not pulled locally", which is the point.
+                raise await self._http_error(resp, None)
+            reader = _LineReader(resp, first_deadline, self._first_token_timeout, self._inactivity_timeout)
+            while (batch := await reader.next_lines()) is not None:
+                for line in batch:
+                    progress = _pull_progress(line)
+                    lines += 1
+                    if progress.status == "success":
+                        outcome = "success"
+                        yield progress
+                        return
+                    yield progress
+            raise OllamaIncompleteStream("Ollama ended the pull stream without a success line")
+        except OllamaError as exc:
+            outcome = type(exc).__name__
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            if outcome == "success":
+                resp.release()
+            else:
+                # Closing the connection is what makes Ollama abandon the download.
+                resp.close()
+            log.debug(
+                "pull end model=%s status=%d lines=%d outcome=%s elapsed=%.2fs",
+                model,
+                resp.status,
+                lines,
+                outcome,
+                loop.time() - started,
+            )
+
+    async def delete(self, model: str) -> None:
+        """DELETE /api/delete: remove a local model; ModelNotFound if it is not there."""
+        await self._request("DELETE", "/api/delete", {"model": model}, model=model)
+
+    async def ps(self) -> list[LoadedModel]:
+        """GET /api/ps: the models currently loaded, longest remaining keep-alive first."""
+        data = await self._request_json("GET", "/api/ps")
+        models = data.get("models") or []
+        if not isinstance(models, list):
+            raise OllamaProtocolError("/api/ps response has no models list")
+        return [_loaded_model(entry) for entry in models if isinstance(entry, dict)]
+
     def _first_token_error(self) -> OllamaError:
         return OllamaFirstTokenTimeout(self._first_token_timeout)
 
@@ -224,6 +313,19 @@ class OllamaClient:
         self, method: str, path: str, body: Mapping[str, Any] | None = None, *, model: str | None = None
     ) -> dict[str, Any]:
         """A plain (non-streamed) JSON call bounded by the inactivity timeout."""
+        raw = await self._request(method, path, body, model=model)
+        try:
+            value = json.loads(raw.decode("utf-8", errors="replace"))
+        except json.JSONDecodeError:
+            raise OllamaProtocolError(f"{path} returned invalid JSON") from None
+        if not isinstance(value, dict):
+            raise OllamaProtocolError(f"{path} returned {type(value).__name__}, expected an object")
+        return value
+
+    async def _request(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None, *, model: str | None = None
+    ) -> bytes:
+        """A plain (non-streamed) call bounded by the inactivity timeout; returns the raw body of a success."""
         deadline = asyncio.get_running_loop().time() + self._inactivity_timeout
         resp = await self._open(method, path, body, deadline=deadline, on_deadline=self._stalled_error)
         try:
@@ -239,13 +341,7 @@ class OllamaClient:
                 raise OllamaIncompleteStream(f"connection lost while reading {path}: {_describe(exc)}") from exc
         finally:
             resp.release()
-        try:
-            value = json.loads(raw.decode("utf-8", errors="replace"))
-        except json.JSONDecodeError:
-            raise OllamaProtocolError(f"{path} returned invalid JSON") from None
-        if not isinstance(value, dict):
-            raise OllamaProtocolError(f"{path} returned {type(value).__name__}, expected an object")
-        return value
+        return raw
 
     async def _http_error(self, resp: aiohttp.ClientResponse, model: str | None) -> OllamaError:
         """Read an error body once and map it to a typed error."""
@@ -333,6 +429,20 @@ def _chat_chunk(obj: dict[str, Any]) -> ChatChunk:
     )
 
 
+def _pull_progress(obj: dict[str, Any]) -> PullProgress:
+    error = obj.get("error")
+    if error:
+        raise OllamaStreamError(error if isinstance(error, str) else json.dumps(error))
+    status = obj.get("status")
+    digest = obj.get("digest")
+    return PullProgress(
+        status=status if isinstance(status, str) else "",
+        digest=digest if isinstance(digest, str) and digest else None,
+        total=_int_field(obj, "total"),
+        completed=_int_field(obj, "completed"),
+    )
+
+
 def _text_field(obj: Mapping[str, Any], key: str) -> str:
     value = obj.get(key)
     if value is None:
@@ -361,6 +471,18 @@ def _model_info(entry: Mapping[str, Any]) -> ModelInfo:
         quantization_level=str(details.get("quantization_level") or ""),
         family=str(details.get("family") or ""),
         capabilities=tuple(c for c in caps if isinstance(c, str)) if isinstance(caps, list) else (),
+    )
+
+
+def _loaded_model(entry: Mapping[str, Any]) -> LoadedModel:
+    name = entry.get("name") or entry.get("model") or ""
+    expires_at = entry.get("expires_at")
+    return LoadedModel(
+        name=str(name),
+        size=_int_field(entry, "size") or 0,
+        size_vram=_int_field(entry, "size_vram") or 0,
+        expires_at=expires_at if isinstance(expires_at, str) and expires_at else None,
+        context_length=_int_field(entry, "context_length"),
     )
 
 

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class QueuePosition:
-    """Where a waiting request stands: `position` 1 is next in line, `waiting` counts all waiters."""
+    """Where a waiting request stands when told: `position` 1 is next in line, `waiting` counts all waiters."""
 
     position: int
     waiting: int
@@ -198,7 +198,7 @@ async def stream_with_busy_retry(
     max_delay: float = 8.0,
     on_retry: Callable[[int, float], Awaitable[None]] | None = None,
 ) -> AsyncGenerator[ChatChunk, None]:
-    """Stream from `open_stream`, reopening it with backoff while Ollama answers 503 before the first chunk."""
+    """Stream `open_stream()`, reopening it with backoff on 503 before any chunk; on_retry(next attempt, delay)."""
     if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
         raise ValueError(f"attempts must be an integer >= 1, got {attempts!r}")
     if not (0 <= first_delay <= max_delay and math.isfinite(max_delay)):

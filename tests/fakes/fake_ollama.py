@@ -421,6 +421,7 @@ class FakeOllama:
         self.script_for: Callable[[dict[str, Any]], ChatScript | None] | None = None
         self.requests: list[RecordedRequest] = []
         self.route_delays: dict[str, float] = {}  # path -> seconds before answering (a slow or busy server)
+        self.pull_delay = 0.0  # seconds between streamed pull progress lines (a slow download)
         self.loaded: dict[str, float] = {}  # normalised name -> expires_at (time.time())
         self._keep_alive: dict[str, float] = {}
         self._in_flight: dict[str, int] = {}
@@ -736,28 +737,42 @@ class FakeOllama:
                 raise _ApiError(500, PULL_MISSING_TEXT)
             self.add_model(model)
             return self._json({"status": "success"})
+        rec = self._rec(request)
         resp = web.StreamResponse(status=200, headers={"Content-Type": _NDJSON})
         await resp.prepare(request)
-        await resp.write(go_json({"status": "pulling manifest"}) + b"\n")
-        if model is None:
-            await resp.write(go_json({"error": PULL_MISSING_TEXT}) + b"\n")
+        rec.status = 200
+
+        async def send(obj: dict[str, Any]) -> None:
+            await resp.write(go_json(obj) + b"\n")
+            # Let other requests and disconnect notifications run even with no delay.
+            await asyncio.sleep(self.pull_delay)
+
+        try:
+            await send({"status": "pulling manifest"})
+            if model is None:
+                await resp.write(go_json({"error": PULL_MISSING_TEXT}) + b"\n")
+                rec.done_sent = True
+                await resp.write_eof()
+                return resp
+            layers = [
+                ("sha256:" + hashlib.sha256(f"{model.name}/model".encode()).hexdigest(), model.size - 12_000),
+                ("sha256:" + hashlib.sha256(f"{model.name}/params".encode()).hexdigest(), 12_000),
+            ]
+            for digest, total in layers:
+                status = f"pulling {digest[7:19]}"
+                await send({"status": status, "digest": digest, "total": total})
+                for completed in (total // 3, 2 * total // 3, total):
+                    await send({"status": status, "digest": digest, "total": total, "completed": completed})
+            for status in ("verifying sha256 digest", "writing manifest"):
+                await send({"status": status})
+            self.add_model(model)
+            await resp.write(go_json({"status": "success"}) + b"\n")
+            rec.done_sent = True
             await resp.write_eof()
-            return resp
-        layers = [
-            ("sha256:" + hashlib.sha256(f"{model.name}/model".encode()).hexdigest(), model.size - 12_000),
-            ("sha256:" + hashlib.sha256(f"{model.name}/params".encode()).hexdigest(), 12_000),
-        ]
-        for digest, total in layers:
-            status = f"pulling {digest[7:19]}"
-            await resp.write(go_json({"status": status, "digest": digest, "total": total}) + b"\n")
-            for completed in (total // 3, 2 * total // 3, total):
-                line = {"status": status, "digest": digest, "total": total, "completed": completed}
-                await resp.write(go_json(line) + b"\n")
-                await asyncio.sleep(0)
-        for status in ("verifying sha256 digest", "writing manifest", "success"):
-            await resp.write(go_json({"status": status}) + b"\n")
-        self.add_model(model)
-        await resp.write_eof()
+        except ConnectionResetError:
+            # The client went away: like Ollama, abandon the download (the model is not installed).
+            if not rec.done_sent:
+                rec.disconnected = True
         return resp
 
     # ---- generation routes
