@@ -249,7 +249,7 @@ async def test_pull_non_streamed_server_error(session: aiohttp.ClientSession) ->
 
 async def test_delete_removes_model(client: OllamaClient, fake: FakeOllama) -> None:
     assert "gemma3:4b" in await tag_names(client)
-    assert await client.delete("gemma3:4b") is None
+    await client.delete("gemma3:4b")
     assert "gemma3:4b" not in await tag_names(client)
     [rec] = [r for r in fake.requests if r.path == "/api/delete"]
     assert (rec.method, rec.json, rec.status) == ("DELETE", {"model": "gemma3:4b"}, 200)

@@ -257,6 +257,21 @@ async def test_pull_unknown(client: ollama.AsyncClient) -> None:
     assert (await client.pull("tinyllama")).status == "success"
 
 
+async def test_paced_pull_and_early_close(client: ollama.AsyncClient, fake: FakeOllama) -> None:
+    fake.pull_delay = 0.01
+    statuses = [p.status async for p in await client.pull("tinyllama", stream=True)]
+    assert statuses[-1] == "success"
+    await client.delete("tinyllama")
+    fake.pull_delay = 0.05
+    stream = await client.pull("tinyllama", stream=True)
+    assert (await anext(stream)).status == "pulling manifest"
+    await stream.aclose()  # type: ignore[attr-defined]
+    rec = await fake.wait_for_disconnect(timeout=2.0)
+    assert rec.path == "/api/pull"
+    assert not rec.done_sent
+    assert "tinyllama:latest" not in {m.model for m in (await client.list()).models}
+
+
 async def test_delete(client: ollama.AsyncClient) -> None:
     assert (await client.delete("gemma3:4b")).status == "success"
     with pytest.raises(ollama.ResponseError) as info:
