@@ -15,6 +15,7 @@ import pytest
 from bot.__main__ import build_services, open_store
 from bot.app import OllacordBot, Services
 from bot.config import Settings
+from bot.ollama.client import OllamaClient
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_ollama import FakeOllama
 
@@ -41,6 +42,29 @@ async def ollama_server() -> AsyncIterator[FakeOllama]:
         yield fake
     finally:
         await fake.close()
+
+
+# The Ollama client tests talk to the fake Ollama directly: `fake`, one `session`, and a `client` with
+# short deadlines so a broken case fails fast.
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeOllama]:
+    server = FakeOllama()
+    await server.start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+def client(fake: FakeOllama, session: aiohttp.ClientSession) -> OllamaClient:
+    return OllamaClient(session, fake.url, first_token_timeout=5.0, inactivity_timeout=5.0, connect_timeout=2.0)
 
 
 @dataclass

@@ -33,25 +33,6 @@ from tests.fakes.fake_ollama import PULLABLE_EXTRA, FakeOllama
 PULL_MISSING = "pull model manifest: file does not exist"
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeOllama]:
-    server = FakeOllama()
-    await server.start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
-def client(fake: FakeOllama, session: aiohttp.ClientSession) -> OllamaClient:
-    return OllamaClient(session, fake.url, first_token_timeout=5.0, inactivity_timeout=5.0, connect_timeout=2.0)
-
-
 async def tag_names(client: OllamaClient) -> set[str]:
     return {m.name for m in await client.list_models()}
 

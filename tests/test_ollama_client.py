@@ -6,7 +6,6 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -30,25 +29,6 @@ from tests.fakes.fake_ollama import BUSY_TEXT, ChatScript, FakeModel, FakeOllama
 
 MODEL = "llama3.2"
 MESSAGES = [{"role": "user", "content": "Hi!"}]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeOllama]:
-    server = FakeOllama()
-    await server.start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
-def client(fake: FakeOllama, session: aiohttp.ClientSession) -> OllamaClient:
-    return OllamaClient(session, fake.url, first_token_timeout=5.0, inactivity_timeout=5.0, connect_timeout=2.0)
 
 
 async def collect(client: OllamaClient, model: str = MODEL, **kwargs: object) -> list[ChatChunk]:

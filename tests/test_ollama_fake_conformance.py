@@ -22,14 +22,6 @@ USER = [{"role": "user", "content": "Say <hi> & wave"}]
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeOllama]:
-    server = FakeOllama()
-    await server.start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
 async def client(fake: FakeOllama) -> AsyncIterator[ollama.AsyncClient]:
     api = ollama.AsyncClient(host=fake.url, trust_env=False, timeout=5.0)
     yield api
