@@ -101,6 +101,7 @@ async def test_regenerate_replaces_the_answer_in_place(harness: Harness) -> None
     )
     assert harness.ollama.chat_requests[1].json["messages"] == harness.ollama.chat_requests[0].json["messages"]
     assert [p["id"] for p in harness.replies_to(key)] == [str(first_id)]  # the extra part was deleted
+    assert notes.REGENERATING in harness.discord.message_history[first_id]  # shown while the model starts
 
 
 async def test_buttons_work_after_a_restart(harness: Harness) -> None:

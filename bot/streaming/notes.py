@@ -20,6 +20,7 @@ NOTE_PREFIX = "-# "
 MAX_DETAIL = 300
 
 WAITING_STATUS = "-# ⏳ Waiting for the model to load…"
+REGENERATING = "-# 🔄 Regenerating…"
 EMPTY_ANSWER = "-# (the model returned an empty answer)"
 STOPPED = "⏹️ stopped"
 SHUTDOWN = "🔄 the bot is restarting; this answer was cut short"

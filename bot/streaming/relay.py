@@ -196,6 +196,8 @@ class _Relay:
         self.reasoning_started_at: float | None = None
         self.think_filter = ThinkTagFilter()
         status.subscribe(self.changed.set)
+        if status.text:
+            self.changed.set()  # show a status given up front (e.g. "regenerating") at once
 
     async def run(self) -> RelayResult:
         reader = asyncio.create_task(self._read(), name="ollama-reader")
