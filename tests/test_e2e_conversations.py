@@ -84,7 +84,8 @@ async def test_stop_button_cancels_generation_and_keeps_the_partial_text(harness
 
 async def test_regenerate_replaces_the_answer_in_place(harness: Harness) -> None:
     long_answer = [f" first{i}" for i in range(300)]  # two messages
-    harness.ollama.scripts.extend([ChatScript(tokens=long_answer), ChatScript(tokens=["Second", " try."])])
+    second = ChatScript(tokens=["Second", " try."], first_token_delay=0.3)
+    harness.ollama.scripts.extend([ChatScript(tokens=long_answer), second])
     await harness.start_bot()
     prompt = await harness.discord.send_user_message("write something", mention_bot=True)
     key = int(prompt["id"])
