@@ -549,6 +549,8 @@ class ChatCog(commands.Cog):
     ) -> AsyncIterator[ChatChunk]:
         """Wait for a turn on Ollama (showing the queue position), then stream, retrying 'server busy'."""
 
+        initial = status.text
+
         async def on_wait(position: QueuePosition) -> None:
             status.set(notes.queue_status(position.position, position.waiting))
 
@@ -565,7 +567,7 @@ class ChatCog(commands.Cog):
             )
 
         async with self.queue.slot(on_wait):
-            status.set(None)
+            status.set(initial)  # the queue position is no longer news
             retrying = stream_with_busy_retry(open_stream, clock=self.services.clock, on_retry=on_retry)
             async with contextlib.aclosing(retrying) as stream:
                 async for chunk in stream:
