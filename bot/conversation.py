@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from bot.streaming.notes import NOTE_PREFIX
+from bot.streaming.notes import NOTE_PREFIX, REASONING_HEADER
 from bot.streaming.relay import STREAMING_MARKER
 
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
@@ -103,7 +103,9 @@ def build_conversation(
 
     for record in chain[-max_messages:]:
         if record.from_bot:
-            bot_parts.append(strip_bot_decorations(record.content))
+            # A shown reasoning block is display only; the model gets its answers, not its musings.
+            if not record.content.startswith(REASONING_HEADER):
+                bot_parts.append(strip_bot_decorations(record.content))
             continue
         flush_bot()
         turns.append(("user", f"{record.author_name}: {record.content}", list(record.images)))

@@ -103,3 +103,18 @@ def test_history_budget(
     assert [m["content"] for m in conv.messages if m["role"] == "user"] == expected_users
     assert conv.messages[0]["role"] == "user"
     assert conv.trimmed is trimmed
+
+
+def test_shown_reasoning_is_not_sent_back_as_history() -> None:
+    chain = [
+        user(1, "count"),
+        bot(2, "-# 💭 Reasoning (click to reveal)\n||one, two||"),
+        bot(3, "Two."),
+        user(4, "more"),
+    ]
+    conv = build_conversation(chain, max_messages=10, max_chars=1000)
+    assert conv.messages == [
+        {"role": "user", "content": "Alice: count"},
+        {"role": "assistant", "content": "Two."},
+        {"role": "user", "content": "Alice: more"},
+    ]

@@ -43,6 +43,17 @@ async def test_reasoning_can_be_shown_collapsed(harness: Harness) -> None:
     assert "||Three r letters.||" in parts[0]
     assert parts[1] == "Three."
 
+    # Replying continues with the answer as history, not the displayed reasoning.
+    harness.ollama.scripts.append(ChatScript(tokens=["Yes."]))
+    answer = harness.replies_to(int(prompt["id"]))[-1]
+    follow = await harness.discord.send_user_message("sure?", reply_to=int(answer["id"]))
+    await harness.wait_for_reply(int(follow["id"]))
+    assert harness.ollama.chat_requests[-1].json["messages"] == [
+        {"role": "user", "content": "Alice: count"},
+        {"role": "assistant", "content": "Three."},
+        {"role": "user", "content": "Alice: sure?"},
+    ]
+
 
 async def test_think_tags_split_across_chunks_are_stripped(harness: Harness) -> None:
     harness.ollama.scripts.append(
