@@ -483,6 +483,8 @@ class ChatCog(commands.Cog):
         rate_checked: bool = False,
         status: str | None = None,
     ) -> None:
+        if not self.accepting:
+            return  # shutting down: the question arrived after the drain began
         if not rate_checked and (retry := self._rate_limited(request.requester_id)):
             if reply_to is not None:
                 await reply_to.reply(_slow_down(retry), mention_author=False, allowed_mentions=NO_PINGS)
