@@ -13,11 +13,11 @@ from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_ollama import FakeOllama
 
 
-async def run_against(fake: FakeDiscord, ollama: FakeOllama, token: str) -> int:
+async def run_against(fake: FakeDiscord, ollama: FakeOllama, token: str, data_dir: Path) -> int:
     await fake.start()
     fake.patch_discord_py()
     try:
-        settings = Settings.from_env({"DISCORD_TOKEN": token, "OLLAMA_HOST": ollama.url})
+        settings = Settings.from_env({"DISCORD_TOKEN": token, "OLLAMA_HOST": ollama.url, "DATA_DIR": str(data_dir)})
         return await run_bot(settings)
     finally:
         fake.restore_discord_py()
@@ -25,20 +25,20 @@ async def run_against(fake: FakeDiscord, ollama: FakeOllama, token: str) -> int:
 
 
 async def test_refused_message_content_intent_names_the_portal_switch(
-    ollama_server: FakeOllama, capsys: pytest.CaptureFixture[str]
+    ollama_server: FakeOllama, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     fake = FakeDiscord(token="tok", allowed_intents=1 | 512)  # no message content (1 << 15)
-    assert await run_against(fake, ollama_server, "tok") == 1
+    assert await run_against(fake, ollama_server, "tok", tmp_path) == 1
     err = capsys.readouterr().err
     assert err.strip() == INTENT_HELP
     assert "MESSAGE CONTENT INTENT" in err
 
 
 async def test_rejected_token_is_reported_without_traceback(
-    ollama_server: FakeOllama, capsys: pytest.CaptureFixture[str]
+    ollama_server: FakeOllama, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     fake = FakeDiscord(token="right")
-    assert await run_against(fake, ollama_server, "wrong") == 1
+    assert await run_against(fake, ollama_server, "wrong", tmp_path) == 1
     err = capsys.readouterr().err
     assert err.strip() == LOGIN_REFUSED_HELP
     assert "Traceback" not in err
