@@ -225,7 +225,7 @@ async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
                 )
         except OllamaError as exc:
             line(False, describe_error(exc).removeprefix("⚠️ "))
-    client = discord.Client(intents=discord.Intents.none())
+    client = discord.Client(intents=discord.Intents.default())
     try:
         await client.login(settings.discord_token)
         user = client.user

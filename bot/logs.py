@@ -16,3 +16,9 @@ def setup_logging(level: int) -> None:
     # discord.py narrates every request and heartbeat at INFO/DEBUG; only its problems matter here.
     for noisy in ("discord.http", "discord.gateway", "discord.client"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    logging.getLogger("discord.client").addFilter(_drop_voice_warnings)
+
+
+def _drop_voice_warnings(record: logging.LogRecord) -> bool:
+    """ollacord never joins voice, so discord.py's warnings about missing voice libraries are noise."""
+    return "voice will NOT be supported" not in str(record.msg)
