@@ -135,7 +135,6 @@ class RelayResult:
     last_token_at: float | None = None
     final_edit_at: float | None = None
     update_times: list[float] = field(default_factory=list)
-    handles: list[object] = field(default_factory=list)
 
 
 async def relay_reply(
@@ -224,7 +223,6 @@ class _Relay:
             await self._stop_reader(reader)
             await self._stop_waiting()
             self.result.message_count = len(self.handles)
-            self.result.handles = list(self.handles)
         return self.result
 
     # ---- reading Ollama
