@@ -40,6 +40,30 @@ MESSAGE_ROUTE = re.compile(r"/channels/(\d+)/messages(?:/(\d+))?")
 MENTION_RE = re.compile(r"<@!?(\d+)>")
 ARCHIVE_DURATIONS = (60, 1440, 4320, 10080)  # minutes
 HAS_THREAD = 1 << 5  # message flag set on a thread's starter message
+# Channel kinds (Discord's channel types, resources/channel "Channel Types"): text chat in voice and stage channels;
+# forum and media channels hold only threads ("posts"), see topics/threads "Forums" and "Media Channels".
+ANNOUNCEMENT = 5
+VOICE_TYPES = (2, 13)
+FORUM_TYPES = (15, 16)
+REQUIRE_TAG = 1 << 4  # forum channel flag: every post needs one of the forum's tags
+ADMINISTRATOR = 1 << 3
+# Real servers never give @everyone Administrator, which would bypass every channel overwrite.
+EVERYONE_PERMISSIONS = str(int(ALL_PERMISSIONS) & ~ADMINISTRATOR)
+# Permission bits (topics/permissions "Bitwise Permission Flags") a test can deny the bot in a channel.
+PERMISSION_BITS = {
+    "add_reactions": 1 << 6,
+    "view_channel": 1 << 10,
+    "send_messages": 1 << 11,
+    "embed_links": 1 << 14,
+    "attach_files": 1 << 15,
+    "read_message_history": 1 << 16,
+    "connect": 1 << 20,
+    "manage_threads": 1 << 34,
+    "create_public_threads": 1 << 35,
+    "create_private_threads": 1 << 36,
+    "send_messages_in_threads": 1 << 38,
+}
+CHANNEL_ROUTE = re.compile(r"/channels/(\d+)(/.*)?")
 
 Json = dict[str, Any]
 Result = tuple[int, Any]  # (status, JSON payload or None for an empty body)
@@ -149,6 +173,11 @@ class FakeDiscord:
         }
         self.dm_channels: dict[int, int] = {}  # DM channel id -> user id
         self.threads: dict[int, Json] = {}  # thread id -> thread channel object (as Discord returns it)
+        self.channel_types: dict[int, int] = {}  # guild channel id -> channel type (absent: 0, a text channel)
+        self.forum_tags: dict[int, list[Json]] = {}  # forum channel id -> its available_tags
+        self.channel_flags: dict[int, int] = {}  # guild channel id -> channel flags (e.g. REQUIRE_TAG)
+        self.denied: dict[int, int] = {}  # guild channel id -> permission bits denied to the bot (its threads too)
+        self.uncached_threads: set[int] = set()  # threads left out of GUILD_CREATE (discord.py never cached them)
 
         self.port: int = 0
         self.calls: list[RestCall] = []
@@ -196,6 +225,7 @@ class FakeDiscord:
                 ("GET", r"/channels/(\d+)/messages/(\d+)", self._get_message),
                 ("PATCH", r"/channels/(\d+)/messages/(\d+)", self._edit_message),
                 ("DELETE", r"/channels/(\d+)/messages/(\d+)", self._delete_message),
+                ("PUT", r"/channels/(\d+)/messages/(\d+)/reactions/([^/]+)/@me", self._add_reaction),
                 ("POST", r"/interactions/(\d+)/([^/]+)/callback", self._callback),
                 ("POST", r"/webhooks/(\d+)/([^/]+)", self._followup),
                 *[
@@ -284,14 +314,15 @@ class FakeDiscord:
             "guild_id": str(self.guild_id),
             "name": self.channel_names[cid],
             "position": self.channel_ids.index(cid),
-            "permission_overwrites": [],
+            "permission_overwrites": self._overwrites(cid),
             "nsfw": False,
             "parent_id": None,
+            **self._kind_fields(cid),
         }
 
     def _guild_payload(self) -> Json:
         members = [self._member(uid) for uid in self.users]
-        everyone = {"id": str(self.guild_id), "name": "@everyone", "permissions": ALL_PERMISSIONS, "position": 0}
+        everyone = {"id": str(self.guild_id), "name": "@everyone", "permissions": EVERYONE_PERMISSIONS, "position": 0}
         everyone.update(color=0, hoist=False, managed=False, mentionable=False, flags=0)
         return {
             "id": str(self.guild_id),
@@ -301,7 +332,11 @@ class FakeDiscord:
             "member_count": len(members),
             "roles": [everyone],
             "channels": [self._channel(c) for c in self.channel_ids],
-            "threads": [dict(t) for t in self.threads.values() if not t["thread_metadata"]["archived"]],
+            "threads": [
+                dict(t)
+                for tid, t in self.threads.items()
+                if not t["thread_metadata"]["archived"] and tid not in self.uncached_threads
+            ],
             "members": members,
             "preferred_locale": "en-US",
             **{key: [] for key in ("emojis", "stickers", "features", "voice_states", "presences")},
@@ -316,10 +351,18 @@ class FakeDiscord:
     # ------------------------------------------------------------------ messages
 
     def _new_message(
-        self, channel_id: int, author_id: int, body: Json, *, msg_type: int = 0, files: Sequence[FileSpec] = ()
+        self,
+        channel_id: int,
+        author_id: int,
+        body: Json,
+        *,
+        msg_type: int = 0,
+        files: Sequence[FileSpec] = (),
+        message_id: int | None = None,
     ) -> Json:
-        mid = self._next_message_id
-        self._next_message_id += 1
+        mid = self._next_message_id if message_id is None else message_id  # a forum post's message has its id
+        if message_id is None:
+            self._next_message_id += 1
         msg: Json = {
             "id": str(mid),
             "type": msg_type,
@@ -594,6 +637,8 @@ class FakeDiscord:
         elif (wait := self._check_rate_limit(call)) is not None:
             call.status = 429
             return self._too_many(wait)
+        elif (refused := self._permission_refusal(call)) is not None:
+            status, payload = refused
         else:
             status, payload = _error(404, 0, "404: Not Found")
             for method, pattern, handler in self._routes:
@@ -672,12 +717,17 @@ class FakeDiscord:
     async def _start_thread(self, call: RestCall, m: re.Match[str]) -> Result:
         """``POST /channels/{c}/threads`` and ``POST /channels/{c}/messages/{m}/threads`` (201 + thread channel)."""
         parent = int(m.group(1))
-        if parent not in self.channel_names:
+        kind = self.channel_types.get(parent, 0)
+        if parent not in self.channel_names or kind in VOICE_TYPES:
             if self._known_channel(parent):
                 return _error(400, 50024, "Cannot execute action on this channel type")
             return _error(404, 10003, "Unknown Channel")
         body: Json = call.json or {}
         starter = int(m.group(2)) if m.lastindex == 2 else None
+        if kind in FORUM_TYPES:
+            if starter is not None:  # "Does not work on a GUILD_FORUM or a GUILD_MEDIA channel"
+                return _error(400, 50024, "Cannot execute action on this channel type")
+            return await self._start_forum_post(call, parent)
         errors: Json = {}
         name = body.get("name")
         if not isinstance(name, str) or not 1 <= len(name) <= 100:
@@ -685,9 +735,12 @@ class FakeDiscord:
         duration = body.get("auto_archive_duration") or 1440
         if duration not in ARCHIVE_DURATIONS:
             errors["auto_archive_duration"] = _field_error("BASE_TYPE_CHOICES", "Value must be one of (60, 1440, ...).")
-        thread_type = 11 if starter is not None else int(body.get("type") or 12)
-        if thread_type not in (11, 12):
-            errors["type"] = _field_error("BASE_TYPE_CHOICES", "Value must be one of {11, 12}.")
+        # The thread's type matches its parent: announcement channels have announcement threads (10) and no
+        # private ones (topics/threads "Public & Private Threads"); text channels have 11 and 12.
+        allowed = (10,) if kind == ANNOUNCEMENT else (11, 12)
+        thread_type = allowed[0] if starter is not None else int(body.get("type") or 12)
+        if thread_type not in allowed:
+            errors["type"] = _field_error("BASE_TYPE_CHOICES", f"Value must be one of {set(allowed)}.")
         if errors:
             return _error(400, 50035, "Invalid Form Body", errors)
         if starter is not None:
@@ -718,8 +771,14 @@ class FakeDiscord:
         starter: int | None = None,
         slowmode: int = 0,
         invitable: bool = True,
+        cached: bool = True,
     ) -> Json:
-        """Create and store a thread, dispatch THREAD_CREATE and the messages Discord emits with it."""
+        """Create and store a thread, dispatch THREAD_CREATE and the messages Discord emits with it.
+
+        ``cached=False`` dispatches nothing and leaves the thread out of GUILD_CREATE: a thread the client has
+        never seen (created before it connected, or evicted from its cache), so its messages reach discord.py
+        with a channel it cannot resolve.
+        """
         if starter is None:
             tid = self._next_message_id  # threads and messages share the snowflake sequence
             self._next_message_id += 1
@@ -746,6 +805,9 @@ class FakeDiscord:
             "thread_metadata": metadata,
         }
         self.threads[tid] = thread
+        if not cached:
+            self.uncached_threads.add(tid)
+            return dict(thread)
         event: Json = {**thread, "newly_created": True}
         if owner_id == self.bot_id:  # the creator joins its thread; the bot learns its own membership
             event["member"] = {"id": str(tid), "user_id": str(owner_id), "join_timestamp": now, "flags": 1}
@@ -755,7 +817,8 @@ class FakeDiscord:
             msg["flags"] |= HAS_THREAD
             msg["thread"] = thread
             await self._dispatch_message("MESSAGE_UPDATE", msg)
-        elif thread_type == 11:  # "X started a thread: name" system message in the parent channel
+        elif thread_type == 11 and self.channel_types.get(parent, 0) not in FORUM_TYPES:
+            # "X started a thread: name" system message in the parent channel (a forum has no messages)
             note = self._new_message(parent, owner_id, {"content": name}, msg_type=18)
             note["message_reference"] = {"type": 0, "channel_id": str(tid), "guild_id": str(self.guild_id)}
             await self._dispatch_message("MESSAGE_CREATE", note)
@@ -768,6 +831,8 @@ class FakeDiscord:
         cid = int(m.group(1))
         if not self._known_channel(cid):
             return _error(404, 10003, "Unknown Channel")
+        if self.channel_types.get(cid, 0) in FORUM_TYPES:  # "Messages cannot be sent directly in forum channels"
+            return _error(400, 40058, "Cannot send a message in a forum channel")
         body: Json = call.json or {}
         if (bad := self._validate(body, files=len(call.files))) is not None:
             return bad
@@ -978,20 +1043,24 @@ class FakeDiscord:
         message_id: int | None = None,
         private: bool = False,
         auto_archive_duration: int = 1440,
+        cached: bool = True,
     ) -> int:
         """A user starts a thread (THREAD_CREATE with ``newly_created``); returns the thread id.
 
         With ``message_id`` the thread is started from that message (thread id = message id, the message gets
         ``thread`` and the HAS_THREAD flag, MESSAGE_UPDATE). Without it, a public thread also posts Discord's
-        "started a thread" system message (type 18, author ``owner_id``) in the parent channel.
+        "started a thread" system message (type 18, author ``owner_id``) in the parent channel. In an
+        announcement channel the thread is an announcement thread (type 10). ``owner_id`` may be the bot's id
+        (a thread it opened earlier). ``cached=False``: see ``_open_thread``.
         """
-        if parent_id not in self.channel_names:
-            raise KeyError(f"no text channel {parent_id}")
+        kind = self.channel_types.get(parent_id, 0)
+        if parent_id not in self.channel_names or kind in (*VOICE_TYPES, *FORUM_TYPES):
+            raise KeyError(f"no text or announcement channel {parent_id} (forums: create_forum_post)")
         if message_id is not None and (message_id in self.threads or self._lookup(parent_id, message_id) is None):
             raise KeyError(f"no thread-less message {message_id} in channel {parent_id}")
-        thread_type = 12 if private and message_id is None else 11
+        thread_type = 10 if kind == ANNOUNCEMENT else 12 if private and message_id is None else 11
         thread = await self._open_thread(
-            parent_id, name, thread_type, owner_id, auto_archive_duration, starter=message_id
+            parent_id, name, thread_type, owner_id, auto_archive_duration, starter=message_id, cached=cached
         )
         return int(thread["id"])
 
@@ -1024,7 +1093,7 @@ class FakeDiscord:
             "attachment_size_limit": 8388608,
             "channel_id": str(channel_id),
             "channel": self._channel(channel_id) if self._known_channel(channel_id) else {"id": str(channel_id)},
-            "app_permissions": ALL_PERMISSIONS,
+            "app_permissions": self._app_permissions(channel_id),
             "locale": "en-US",
             "entitlements": [],
             "context": 0 if guild_id else 1,
@@ -1119,6 +1188,234 @@ class FakeDiscord:
         it, payload = self._new_interaction(3, data, user_id, int(msg["channel_id"]), permissions, message_id)
         await self.dispatch("INTERACTION_CREATE", payload)
         return it.token
+
+    # ------------------------------------------------------------------ channel kinds and bot permissions
+
+    async def add_channel(
+        self,
+        channel_id: int,
+        name: str | None = None,
+        *,
+        kind: int = 0,
+        tags: Sequence[str] = (),
+        require_tag: bool = False,
+    ) -> None:
+        """Add a guild channel of Discord channel type ``kind`` (0 text, 2 voice, 5 announcement, 13 stage,
+        15 forum, 16 media); CHANNEL_CREATE if a client is connected, else it comes with GUILD_CREATE.
+
+        Forum and media channels take ``tags`` (their ``available_tags``, ids 800, 801, …) and ``require_tag``
+        (the REQUIRE_TAG flag: a post without a tag is refused with 40067).
+        """
+        if self._known_channel(channel_id):
+            raise KeyError(f"channel {channel_id} exists")
+        self.channel_ids.append(channel_id)
+        self.channel_names[channel_id] = name or f"channel-{channel_id}"
+        self.channel_types[channel_id] = kind
+        if kind in FORUM_TYPES:
+            self.forum_tags[channel_id] = [
+                {"id": str(800 + i), "name": tag, "moderated": False, "emoji_id": None, "emoji_name": None}
+                for i, tag in enumerate(tags)
+            ]
+            self.channel_flags[channel_id] = REQUIRE_TAG if require_tag else 0
+        await self.dispatch("CHANNEL_CREATE", self._channel(channel_id))
+
+    async def deny_permissions(self, channel_id: int, *names: str) -> None:
+        """Deny the bot these permissions (``PERMISSION_BITS`` names) in a guild channel and its threads.
+
+        The denial is a member permission overwrite on the channel, so discord.py's
+        ``channel.permissions_for(guild.me)`` sees it (CHANNEL_UPDATE if a client is connected), interactions
+        carry it in ``app_permissions``, and REST refuses what it forbids (see ``_permission_refusal``).
+        """
+        if channel_id not in self.channel_names:
+            raise KeyError(f"no guild channel {channel_id} (threads take their parent's permissions)")
+        for name in names:
+            self.denied[channel_id] = self.denied.get(channel_id, 0) | PERMISSION_BITS[name]
+        await self.dispatch("CHANNEL_UPDATE", self._channel(channel_id))
+
+    async def create_forum_post(
+        self,
+        forum_id: int,
+        content: str,
+        *,
+        name: str = "post",
+        author_id: int = 200,
+        mention_bot: bool = False,
+        tags: Sequence[int] = (),
+        cached: bool = True,
+    ) -> Json:
+        """A user creates a post in a forum: a public thread plus its starter message (id = thread id).
+
+        THREAD_CREATE then MESSAGE_CREATE, as for ``POST /channels/{forum}/threads``; returns the thread object
+        with the starter ``message`` nested, like Discord's response.
+        """
+        if self.channel_types.get(forum_id) not in FORUM_TYPES:
+            raise KeyError(f"no forum channel {forum_id}")
+        if mention_bot:
+            content = f"<@{self.bot_id}> {content}"
+        return await self._open_forum_post(
+            forum_id, name, author_id, {"content": content}, tags=tags, duration=1440, cached=cached
+        )
+
+    async def _start_forum_post(self, call: RestCall, forum: int) -> Result:
+        """``POST /channels/{forum}/threads`` on a forum or media channel: a post with its first message.
+
+        Per "Start Thread in Forum or Media Channel" (resources/channel): ``message`` is required, the thread is
+        a PUBLIC_THREAD, and the response is the thread with the message nested.
+        """
+        body: Json = call.json or {}
+        errors: Json = {}
+        name = body.get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= 100:
+            errors["name"] = _field_error("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
+        duration = body.get("auto_archive_duration") or 1440
+        if duration not in ARCHIVE_DURATIONS:
+            errors["auto_archive_duration"] = _field_error("BASE_TYPE_CHOICES", "Value must be one of (60, 1440, ...).")
+        message = body.get("message")
+        if not isinstance(message, dict):
+            errors["message"] = _field_error("BASE_TYPE_REQUIRED", "This field is required")
+        tags = [int(t) for t in body.get("applied_tags") or []]
+        known = {int(t["id"]) for t in self.forum_tags.get(forum, [])}
+        if not set(tags) <= known:
+            errors["applied_tags"] = _field_error("BASE_TYPE_CHOICES", "Unknown tag.")
+        if errors:
+            return _error(400, 50035, "Invalid Form Body", errors)
+        assert isinstance(message, dict)
+        if (bad := self._validate(message, files=len(call.files))) is not None:
+            return bad
+        if self.channel_flags.get(forum, 0) & REQUIRE_TAG and not tags:
+            return _error(400, 40067, "A tag is required to create a forum post in this channel")
+        post = await self._open_forum_post(
+            forum, str(name), self.bot_id, message, tags=tags, duration=duration, files=call.files
+        )
+        return 201, post
+
+    async def _open_forum_post(
+        self,
+        forum: int,
+        name: str,
+        author_id: int,
+        body: Json,
+        *,
+        tags: Sequence[int],
+        duration: int,
+        files: Sequence[FileSpec] = (),
+        cached: bool = True,
+    ) -> Json:
+        thread = await self._open_thread(forum, name, 11, author_id, duration, cached=cached)
+        tid = int(thread["id"])
+        self.threads[tid]["applied_tags"] = [str(t) for t in tags]
+        msg = self._new_message(tid, author_id, body, files=files, message_id=tid)
+        msg["mentions"] = [self._user_of(int(uid)) for uid in dict.fromkeys(MENTION_RE.findall(msg["content"]))]
+        if author_id != self.bot_id:
+            msg["member"] = self._member()
+        if cached:
+            await self._dispatch_message("MESSAGE_CREATE", msg)
+        return {**self.threads[tid], "message": msg}
+
+    async def _add_reaction(self, call: RestCall, m: re.Match[str]) -> Result:
+        """``PUT /channels/{c}/messages/{m}/reactions/{emoji}/@me``: 204 and MESSAGE_REACTION_ADD."""
+        msg = self._lookup(int(m.group(1)), int(m.group(2)))
+        if msg is None:
+            return _error(404, 10008, "Unknown Message")
+        emoji = m.group(3)
+        reactions: list[Json] = msg.setdefault("reactions", [])
+        mine = next((r for r in reactions if r["emoji"]["name"] == emoji), None)
+        if mine is None:
+            mine = {"count": 0, "me": False, "emoji": {"id": None, "name": emoji}, "burst_colors": []}
+            reactions.append(mine)
+        if not mine["me"]:
+            mine["count"] += 1
+            mine["me"] = True
+        event: Json = {"user_id": str(self.bot_id), "channel_id": msg["channel_id"], "message_id": msg["id"]}
+        event.update(emoji={"id": None, "name": emoji}, type=0, burst=False, message_author_id=msg["author"]["id"])
+        if "guild_id" in msg:
+            event["guild_id"] = msg["guild_id"]
+        await self.dispatch("MESSAGE_REACTION_ADD", event)
+        return 204, None
+
+    def _denied_bits(self, cid: int) -> int:
+        """Permission bits denied to the bot in a channel; a thread inherits its parent's (topics/threads)."""
+        thread = self.threads.get(cid)
+        return self.denied.get(int(thread["parent_id"]) if thread else cid, 0)
+
+    def _overwrites(self, cid: int) -> list[Json]:
+        denied = self.denied.get(cid, 0)
+        return [{"id": str(self.bot_id), "type": 1, "allow": "0", "deny": str(denied)}] if denied else []
+
+    def _kind_fields(self, cid: int) -> Json:
+        """The type of a guild channel and the fields discord.py needs for that type."""
+        kind = self.channel_types.get(cid, 0)
+        fields: Json = {"type": kind}
+        if kind in VOICE_TYPES:
+            fields.update(bitrate=64000, user_limit=0, rtc_region=None)
+        if kind in FORUM_TYPES:
+            fields.update(available_tags=self.forum_tags.get(cid, []), flags=self.channel_flags.get(cid, 0))
+            fields.update(default_reaction_emoji=None, default_sort_order=None, default_forum_layout=0)
+        return fields
+
+    def _app_permissions(self, cid: int) -> str:
+        """``app_permissions`` of an interaction: the bot's computed permissions in its channel."""
+        if cid in self.dm_channels or not self._known_channel(cid):
+            return ALL_PERMISSIONS
+        return str(int(EVERYONE_PERMISSIONS) & ~self._denied_bits(cid))
+
+    def _permission_refusal(self, call: RestCall) -> Result | None:
+        """Discord's answer when the bot lacks a permission for this channel request, else None.
+
+        Sources: resources/message "Create Message" limitations (SEND_MESSAGES; READ_MESSAGE_HISTORY to reply),
+        "Get Channel Messages" (without READ_MESSAGE_HISTORY no messages are returned; a voice channel also needs
+        CONNECT), "Get Channel Message" (VIEW_CHANNEL and READ_MESSAGE_HISTORY), "Create Reaction"
+        (READ_MESSAGE_HISTORY, and ADD_REACTIONS unless the emoji is already there); topics/threads (SEND_MESSAGES
+        has no effect in threads, SEND_MESSAGES_IN_THREADS does; a forum post needs only SEND_MESSAGES);
+        topics/permissions "Implicit Permissions" (no VIEW_CHANNEL, nothing else). Codes from
+        topics/opcodes-and-status-codes: 50001 Missing Access, 50013 Missing Permissions. Files and embeds without
+        ATTACH_FILES / EMBED_LINKS are refused with 50013 too (discord-api-docs #2601). Interaction and webhook
+        routes are not channel routes and need none of these.
+        """
+        m = CHANNEL_ROUTE.fullmatch(call.path)
+        if m is None:
+            return None
+        cid, rest = int(m.group(1)), m.group(2) or ""
+        denied = self._denied_bits(cid) if self._known_channel(cid) else 0
+        if not denied:
+            return None
+        if denied & PERMISSION_BITS["view_channel"]:
+            return _error(403, 50001, "Missing Access")
+        in_thread = cid in self.threads
+        parent_kind = self.channel_types.get(int(self.threads[cid]["parent_id"]) if in_thread else cid, 0)
+        send = "send_messages_in_threads" if in_thread else "send_messages"
+        body: Json = call.json if isinstance(call.json, dict) else {}
+        needed: list[str] = []
+        if call.method == "POST" and rest in ("/messages", "/typing"):
+            needed.append(send)
+            if rest == "/messages" and body.get("message_reference"):
+                needed.append("read_message_history")
+        elif call.method == "POST" and rest == "/threads":
+            private = parent_kind not in FORUM_TYPES and int(body.get("type") or 12) == 12
+            forum = "send_messages" if parent_kind in FORUM_TYPES else None
+            needed.append(forum or ("create_private_threads" if private else "create_public_threads"))
+        elif call.method == "POST" and re.fullmatch(r"/messages/\d+/threads", rest):
+            needed.append("create_public_threads")
+        elif call.method == "GET" and rest == "/messages":
+            reading = ("read_message_history", "connect") if parent_kind in VOICE_TYPES else ("read_message_history",)
+            if any(denied & PERMISSION_BITS[name] for name in reading):
+                return 200, []
+        elif call.method == "GET" and re.fullmatch(r"/messages/\d+", rest):
+            if denied & PERMISSION_BITS["read_message_history"]:
+                return _error(403, 50001, "Missing Access")
+        elif call.method == "PUT" and (reaction := re.fullmatch(r"/messages/(\d+)/reactions/([^/]+)/@me", rest)):
+            needed.append("read_message_history")
+            target = self.messages.get(int(reaction.group(1))) or {}
+            if not any(r["emoji"]["name"] == reaction.group(2) for r in target.get("reactions", [])):
+                needed.append("add_reactions")
+        if call.method in ("POST", "PATCH") and rest.startswith("/messages"):
+            if call.files:
+                needed.append("attach_files")
+            if body.get("embeds"):
+                needed.append("embed_links")
+        if any(denied & PERMISSION_BITS[name] for name in needed):
+            return _error(403, 50013, "Missing Permissions")
+        return None
 
     # ------------------------------------------------------------------ inspection
 
