@@ -56,9 +56,11 @@ class _Typing:
 class ChannelReplySink:
     """Shows a reply as channel messages: the first replies to the prompt, later parts to the previous part."""
 
-    def __init__(self, prompt: discord.Message, *, key: int) -> None:
+    def __init__(self, prompt: discord.Message, *, key: int, reply: bool = True) -> None:
         self._prompt = prompt
         self._key = key
+        # Replying needs Read Message History; without it the parts are posted as plain messages.
+        self._reply = reply
         self._typing = _Typing(prompt.channel)
 
     @property
@@ -79,11 +81,11 @@ class ChannelReplySink:
         target = self._prompt if after is None else after
         assert isinstance(target, discord.Message)
         view = controls_view(controls, self._key)
-        reference = target.to_reference(fail_if_not_exists=False)
+        replying: dict[str, Any] = {"reference": target.to_reference(fail_if_not_exists=False)} if self._reply else {}
         try:
             if view is None:
-                return await self._prompt.channel.send(content, reference=reference, allowed_mentions=NO_PINGS)
-            return await self._prompt.channel.send(content, reference=reference, allowed_mentions=NO_PINGS, view=view)
+                return await self._prompt.channel.send(content, allowed_mentions=NO_PINGS, **replying)
+            return await self._prompt.channel.send(content, allowed_mentions=NO_PINGS, view=view, **replying)
         except (discord.NotFound, discord.Forbidden) as exc:
             raise ReplyGone(str(exc)) from exc
 

@@ -23,6 +23,15 @@ from bot.metrics import error_kind
 from bot.ollama.client import ChatChunk
 from bot.ollama.errors import OllamaError
 from bot.ollama.fair_share import QueuePosition, RequestQueue, UserRateLimiter, stream_with_busy_retry
+from bot.places import (
+    ChannelResolver,
+    Place,
+    ReplyAccess,
+    bold_list,
+    missing_permissions,
+    place_of,
+    reply_access,
+)
 from bot.streaming import notes
 from bot.streaming.relay import SHUTDOWN_CANCEL, MessageSink, RelayOptions, RelayResult, StatusLine, relay_reply
 
@@ -41,6 +50,28 @@ STOP_EXPIRED = "This answer is no longer being generated (it finished, or the bo
 REGENERATE_EXPIRED = "This answer can't be regenerated any more: its question is gone (deleted, or the bot restarted)."
 STILL_ANSWERING = "This answer is still being written; stop it first."
 RESTARTING = "The bot is restarting; please ask again in a moment."
+# Channel kinds and permissions (see bot/places.py).
+CHAT_IN_THREAD = (
+    "This is already a thread, and a thread can't hold another one. Mention me here to ask something, "
+    "or use /chat in {parent} to open a new chat thread."
+)
+CHAT_IN_VOICE = (
+    "A voice channel's text chat can't have threads, so /chat can't open one here. "
+    "Mention me here to ask something, or use /chat in a text channel."
+)
+CHAT_ELSEWHERE = "/chat opens a thread in a text, announcement or forum channel; it can't do that here."
+CHAT_NEEDS_TAG = (
+    "This forum requires a tag on every post, and I won't pick one for you. "
+    "Create a post with the right tag and mention me in it."
+)
+CHAT_FAILED = "Discord refused to open the thread (error {code}). Try again, or ask an admin to check my permissions."
+CHAT_OPENED_POST = "🧵 {thread}: I answer every message in this post."
+NEED_PERMISSIONS = "I need the {permissions} permission{s} here to {action}."
+NO_HISTORY = (
+    "I can't read earlier messages here (I lack the {permissions} permission{s}), so I answered this message alone."
+)
+# Shown on a question the bot can't answer because it may not post in that channel (the log names the permission).
+CANNOT_POST_REACTION = "🔇"
 CHATTY_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 # /ask answers carry no reference to a user message, so their prompts are remembered for replies.
 ASK_MEMORY = 2048
@@ -83,6 +114,7 @@ class ChatCog(commands.Cog):
             max_text_bytes=settings.max_text_file_kb * 1024,
         )
         self._ask_prompts: OrderedDict[int, ChatRecord] = OrderedDict()
+        self.places = ChannelResolver(bot)
         self._active: dict[int, ActiveReply] = {}
         self._busy = 0
         self.accepting = True
@@ -128,6 +160,7 @@ class ChatCog(commands.Cog):
             self._busy -= 1
 
     async def _handle_message(self, message: discord.Message, my_id: int) -> None:
+        await self._use_real_channel(message)
         mentioned = False
         if message.guild is None:
             if not self.services.settings.allow_dms:
@@ -145,11 +178,54 @@ class ChatCog(commands.Cog):
             if not effective.auto_reply:
                 return
             request = await self._request_for(message, my_id, history_from_channel=True, effective=effective)
+        access = reply_access(message.channel, message.guild.me if message.guild else None)
+        if not access.can_post:
+            await self._cannot_post(message, access)
+            return
         if request is None:
             if mentioned:
-                await message.reply(EMPTY_PROMPT, mention_author=False, allowed_mentions=NO_PINGS)
+                await self._say(message, EMPTY_PROMPT, access)
             return
-        await self._generate(request, ChannelReplySink(message, key=message.id), reply_to=message)
+        if not access.reads_history:
+            request = _without_history(request, access)
+        sink = ChannelReplySink(message, key=message.id, reply=access.reads_history)
+        await self._generate(request, sink, reply_to=message)
+
+    async def _use_real_channel(self, message: discord.Message) -> None:
+        """Put the real channel on a message from a channel discord.py has not cached (a thread it never saw).
+
+        Whether it is the bot's own /chat thread, which settings apply (a thread inherits from its parent) and
+        what the bot may post there all depend on the channel's kind, parent and owner.
+        """
+        if message.guild is None or not isinstance(message.channel, discord.PartialMessageable):
+            return
+        channel = await self.places.resolve(message.channel.id)
+        if isinstance(channel, discord.Thread | discord.TextChannel | discord.VoiceChannel | discord.StageChannel):
+            message.channel = channel
+
+    async def _cannot_post(self, message: discord.Message, access: ReplyAccess) -> None:
+        """The bot may not post here: react if it may (that still reaches the person), and say why in the log."""
+        channel = message.channel
+        log.warning(
+            "can't answer message %s in channel %s (%s): the bot lacks the %s permission there",
+            message.id,
+            channel.id,
+            getattr(channel, "name", "?"),
+            " and ".join(access.missing_to_post),
+        )
+        if access.may_react:
+            try:
+                await message.add_reaction(CANNOT_POST_REACTION)
+            except discord.HTTPException as exc:
+                log.warning("could not react either (HTTP %s, code %s)", exc.status, exc.code)
+
+    @staticmethod
+    async def _say(message: discord.Message, text: str, access: ReplyAccess) -> None:
+        """A short answer; a reply when the bot may reply (that needs Read Message History), else a message."""
+        if access.reads_history:
+            await message.reply(text, mention_author=False, allowed_mentions=NO_PINGS)
+        else:
+            await message.channel.send(text, allowed_mentions=NO_PINGS)
 
     @staticmethod
     def _in_my_thread(message: discord.Message, my_id: int) -> bool:
@@ -342,23 +418,51 @@ class ChatCog(commands.Cog):
     async def chat(
         self, interaction: discord.Interaction[Any], topic: app_commands.Range[str, 1, 90] | None = None
     ) -> None:
-        """Start a public thread from this channel; the bot answers everything said in it."""
-        channel = interaction.channel
-        if not isinstance(channel, discord.TextChannel):
-            await interaction.response.send_message("Use /chat in a text channel (not in a thread).", ephemeral=True)
+        """Start a thread (a post, in a forum) from this channel; the bot answers everything said in it."""
+        channel: object = interaction.channel
+        if interaction.channel_id is not None and not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+            channel = await self.places.resolve(interaction.channel_id)
+        place = place_of(channel)
+        explanation = _chat_refusal(place, channel)
+        if explanation:
+            await interaction.response.send_message(explanation, ephemeral=True)
+            return
+        # Where the thread opens: this channel, or the forum of this post.
+        home = channel.parent if isinstance(channel, discord.Thread) else channel
+        # A forum post needs only Send Messages (Discord ignores Create Public Threads for forums).
+        in_forum = isinstance(home, discord.ForumChannel)
+        needed = ["send_messages" if in_forum else "create_public_threads", "send_messages_in_threads"]
+        missing = missing_permissions(interaction.app_permissions, needed)
+        if missing:
+            await interaction.response.send_message(_need(missing, "start a chat thread"), ephemeral=True)
             return
         name = topic or f"Chat with {interaction.user.display_name}"
         try:
-            thread = await channel.create_thread(
-                name=name, type=discord.ChannelType.public_thread, auto_archive_duration=1440
-            )
+            if isinstance(home, discord.ForumChannel):
+                # The post's first message is the welcome, so the bot's own post holds the whole conversation.
+                created = await home.create_thread(
+                    name=name, content=THREAD_WELCOME, allowed_mentions=NO_PINGS, auto_archive_duration=1440
+                )
+                thread = created.thread
+            else:
+                assert isinstance(home, discord.TextChannel)
+                # An announcement channel's threads are announcement threads; it has no other kind.
+                kind = discord.ChannelType.news_thread if home.is_news() else discord.ChannelType.public_thread
+                thread = await home.create_thread(name=name, type=kind, auto_archive_duration=1440)
         except discord.Forbidden:
-            await interaction.response.send_message(
-                "I need the **Create Public Threads** permission here to start a chat thread.", ephemeral=True
-            )
+            await interaction.response.send_message(_need(needed, "start a chat thread"), ephemeral=True)
+            return
+        except discord.HTTPException as exc:
+            where = interaction.channel_id
+            log.warning("could not open a /chat thread from channel %s (HTTP %s, code %s)", where, exc.status, exc.code)
+            await interaction.response.send_message(CHAT_FAILED.format(code=exc.code or exc.status), ephemeral=True)
+            return
+        if place is Place.FORUM:  # a forum shows no messages, so the link goes to the person only
+            await interaction.response.send_message(CHAT_OPENED_POST.format(thread=thread.mention), ephemeral=True)
             return
         await interaction.response.send_message(f"🧵 {thread.mention}: {THREAD_WELCOME}", allowed_mentions=NO_PINGS)
-        await thread.send(THREAD_WELCOME, allowed_mentions=NO_PINGS)
+        if not in_forum:
+            await thread.send(THREAD_WELCOME, allowed_mentions=NO_PINGS)
 
     # ---- buttons
 
@@ -574,6 +678,33 @@ class ChatCog(commands.Cog):
             async with contextlib.aclosing(retrying) as stream:
                 async for chunk in stream:
                     yield chunk
+
+
+def _chat_refusal(place: Place, channel: object) -> str | None:
+    """Why /chat can't open a thread in this kind of channel (None: it can)."""
+    if place is Place.THREAD:
+        assert isinstance(channel, discord.Thread)
+        return CHAT_IN_THREAD.format(parent=f"<#{channel.parent_id}>")
+    if place is Place.VOICE:
+        return CHAT_IN_VOICE
+    if place is Place.OTHER:
+        return CHAT_ELSEWHERE
+    forum = channel.parent if isinstance(channel, discord.Thread) else channel
+    if isinstance(forum, discord.ForumChannel) and forum.flags.require_tag:
+        return CHAT_NEEDS_TAG
+    return None
+
+
+def _need(permissions: list[str], action: str) -> str:
+    plural = "s" if len(permissions) > 1 else ""
+    return NEED_PERMISSIONS.format(permissions=bold_list(permissions), s=plural, action=action)
+
+
+def _without_history(request: Request, access: ReplyAccess) -> Request:
+    """The request cut to the question alone, with a note naming the permission that would give it history."""
+    missing = list(access.missing_for_history)
+    note = notes.note(NO_HISTORY.format(permissions=bold_list(missing), s="s" if len(missing) > 1 else ""))
+    return replace(request, records=request.records[-1:], cut=False, notes=(*request.notes, note))
 
 
 def _slow_down(retry: float) -> str:
