@@ -78,6 +78,7 @@ async def test_without_send_messages_or_add_reactions_only_the_log_says_why(
 
     asked = await harness.discord.send_user_message("hello?", mention_bot=True)
     await harness.discord.wait_for(lambda: bool(cannot_answer_warnings(caplog)))
+    await harness.discord.wait_for(harness.idle)  # the bot is done with the message
 
     (warning,) = cannot_answer_warnings(caplog)
     assert "channel 500 (general)" in warning and "Send Messages permission" in warning
