@@ -247,10 +247,11 @@ class ChatCog(commands.Cog):
         records = [
             to_record(m, bot_id=my_id)
             for m in reversed(earlier)
-            if m.type in CHATTY_TYPES and (m.content or m.author.id == my_id)
+            if m.type in CHATTY_TYPES and (m.content or m.author.id == my_id) and not _is_welcome(m, my_id)
         ]
         records.append(to_record(message, bot_id=my_id))
-        return records, len(earlier) == limit
+        # The welcome opens a /chat thread: when it is the oldest message read, nothing lies before it.
+        return records, len(earlier) == limit and not _is_welcome(earlier[-1], my_id)
 
     async def _with_attachments(
         self, record: ChatRecord, message: discord.Message, model: str
@@ -574,6 +575,11 @@ class ChatCog(commands.Cog):
             async with contextlib.aclosing(retrying) as stream:
                 async for chunk in stream:
                     yield chunk
+
+
+def _is_welcome(message: discord.Message, my_id: int) -> bool:
+    """The bot's opening message of a /chat thread: an invitation, not a turn of the conversation."""
+    return message.author.id == my_id and message.content == THREAD_WELCOME
 
 
 def _slow_down(retry: float) -> str:
