@@ -3,7 +3,13 @@ for non-admins, command failures that cannot be reported)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine, Iterator
 from typing import Any
+
+import pytest
 
 from bot.cogs.chat import HISTORY_TRIMMED, THREAD_WELCOME
 from tests.conftest import Harness
@@ -73,3 +79,48 @@ async def test_a_thread_that_outgrew_the_history_limit_still_gets_the_note(harne
     second = await harness.discord.send_user_message("two", channel_id=thread_id)
     parts = await harness.wait_for_reply(int(second["id"]))
     assert parts == [f"ok\n{HISTORY_TRIMMED}"]
+
+
+# ---- a command failure that cannot be reported
+
+
+@contextlib.contextmanager
+def tasks_created() -> Iterator[list[asyncio.Task[Any]]]:
+    """Every task created on the running loop meanwhile (discord.py runs each slash command in its own task)."""
+    loop = asyncio.get_running_loop()
+    previous = loop.get_task_factory()
+    created: list[asyncio.Task[Any]] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        created.append(task)
+        return task
+
+    loop.set_task_factory(factory)  # type: ignore[arg-type]
+    try:
+        yield created
+    finally:
+        loop.set_task_factory(previous)
+
+
+async def test_a_command_failure_that_cannot_be_reported_is_logged_and_nothing_escapes(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    await harness.start_bot()
+    # The network fails while /status acknowledges the command, and again while the bot reports that.
+    harness.discord.inject_disconnect("POST", r"^/interactions/\d+/[^/]+/callback$", count=2)
+    with tasks_created() as created, caplog.at_level(logging.WARNING, logger="bot"):
+        token = await harness.discord.send_slash_command("status")
+        await harness.discord.wait_for(lambda: len(harness.discord.interaction_responses(token)) == 2)
+        await harness.discord.wait_for(lambda: any(t.get_name() == "CommandTree-invoker" for t in created))
+        invokers = [t for t in created if t.get_name() == "CommandTree-invoker"]
+        await asyncio.wait(invokers, timeout=10)
+
+    assert all(t.done() for t in invokers)
+    # Nothing escapes the error handler: no "Task exception was never retrieved" with a traceback.
+    assert [t.exception() for t in invokers] == [None]
+    failures = [r for r in caplog.records if r.name == "bot.app" and r.levelno >= logging.ERROR]
+    assert len(failures) == 1 and "/status" in failures[0].getMessage()
+    warnings = [r for r in caplog.records if r.name == "bot.app" and r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "ServerDisconnectedError" in warnings[0].getMessage()
+    assert warnings[0].exc_info is None

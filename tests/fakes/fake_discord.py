@@ -173,6 +173,7 @@ class FakeDiscord:
         self._send_lock = asyncio.Lock()
         self._windows: dict[int, deque[float]] = {}
         self._injected: list[list[Any]] = []  # [method, compiled regex, remaining, retry_after]
+        self._disconnects: list[list[Any]] = []  # [method, compiled regex, remaining]
         self._interactions: dict[str, _Interaction] = {}
         self._runner: web.AppRunner | None = None
         self._saved: tuple[str, yarl.URL] | None = None
@@ -532,6 +533,15 @@ class FakeDiscord:
         """Answer the next ``count`` requests matching method and path (regex search) with a 429."""
         self._injected.append([method.upper(), re.compile(path_regex), count, retry_after])
 
+    def inject_disconnect(self, method: str, path_regex: str, count: int = 1) -> None:
+        """Drop the connection, without an answer, on the next ``count`` requests matching method and path.
+
+        What a network failure looks like to the client (the issue 8 run saw it while a command reported an
+        error): aiohttp raises ``ServerDisconnectedError``, a ``ClientError`` that discord.py passes on as is
+        (it retries only OSError 54/10054, connection reset).
+        """
+        self._disconnects.append([method.upper(), re.compile(path_regex), count])
+
     def _too_many(self, retry_after: float) -> web.Response:
         self.rate_limited += 1
         retry_after = math.ceil(retry_after * 1000) / 1000  # never tell the client to retry too early
@@ -583,6 +593,13 @@ class FakeDiscord:
         call = RestCall(request.method, path, dict(request.query), None, at=time.monotonic())
         self.calls.append(call)
         call.json, call.files = await self._read_body(request)
+        for drop in self._disconnects:
+            if drop[2] > 0 and drop[0] == call.method and drop[1].search(path):
+                drop[2] -= 1
+                call.status = -1  # no answer at all
+                if request.transport is not None:
+                    request.transport.close()
+                return web.Response(status=500)  # never sent: the connection is already gone
         for inj in self._injected:
             if inj[2] > 0 and inj[0] == call.method and inj[1].search(path):
                 inj[2] -= 1
