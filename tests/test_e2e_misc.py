@@ -11,9 +11,13 @@ from typing import Any
 
 import pytest
 
-from bot.cogs.chat import HISTORY_TRIMMED, THREAD_WELCOME
+from bot.cogs.chat import DMS_OFF, HISTORY_TRIMMED, THREAD_WELCOME
 from tests.conftest import Harness
 from tests.fakes.fake_ollama import ChatScript
+
+# View Channels, Send Messages, Read Message History: a member without Administrator.
+MEMBER = str(1024 | 2048 | 65536)
+DM_CHANNEL = 9200  # the fake's DM channel with user 200
 
 
 async def command(harness: Harness, name: str, options: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
@@ -124,3 +128,46 @@ async def test_a_command_failure_that_cannot_be_reported_is_logged_and_nothing_e
     warnings = [r for r in caplog.records if r.name == "bot.app" and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "ServerDisconnectedError" in warnings[0].getMessage()
     assert warnings[0].exc_info is None
+
+
+# ---- /status and /models: the Ollama URL is for admins
+
+
+async def test_status_and_models_show_the_ollama_url_only_to_admins(harness: Harness) -> None:
+    await harness.start_bot()
+    url = harness.ollama.url
+    member_status = (await command(harness, "status", user_id=201, permissions=MEMBER))["content"]
+    member_models = (await command(harness, "models", user_id=201, permissions=MEMBER))["content"]
+    assert url not in member_status and "127.0.0.1" not in member_status
+    assert url not in member_models and "127.0.0.1" not in member_models
+    assert "🟢 Ollama 0.32.15" in member_status and "`llama3.2:latest`" in member_models
+
+    assert url in (await command(harness, "status"))["content"]  # Administrator
+    assert url in (await command(harness, "models"))["content"]
+
+
+async def test_an_unreachable_ollama_is_explained_to_members_without_its_url(
+    harness: Harness, unused_tcp_port: int
+) -> None:
+    dead = f"http://127.0.0.1:{unused_tcp_port}"
+    await harness.start_bot(harness.settings(OLLAMA_HOST=dead))
+    member_status = (await command(harness, "status", user_id=201, permissions=MEMBER))["content"]
+    member_models = (await command(harness, "models", user_id=201, permissions=MEMBER))["content"]
+    assert "🔴" in member_status and "⚠️" in member_models
+    assert str(unused_tcp_port) not in member_status + member_models
+    assert f"🔴 Ollama unreachable at {dead}" in (await command(harness, "status"))["content"]
+
+
+async def test_status_and_models_in_dms_follow_allow_dms(harness: Harness) -> None:
+    harness.discord.dm_channels[DM_CHANNEL] = 200
+    await harness.start_bot()
+    for name in ("status", "models"):
+        assert (await command(harness, name, channel_id=DM_CHANNEL))["content"] == DMS_OFF
+    assert not harness.ollama.requests
+    await harness.stop_all()
+
+    await harness.start_bot(harness.settings(ALLOW_DMS="true", ADMIN_USER_IDS="201"))
+    status = (await command(harness, "status", channel_id=DM_CHANNEL))["content"]
+    assert "🟢 Ollama 0.32.15" in status and harness.ollama.url not in status  # no Administrator in a DM
+    harness.discord.dm_channels[9201] = 201
+    assert harness.ollama.url in (await command(harness, "status", user_id=201, channel_id=9201))["content"]
