@@ -15,6 +15,8 @@ from bot.streaming.relay import Controls, ReplyGone
 log = logging.getLogger(__name__)
 
 NO_PINGS = discord.AllowedMentions.none()
+# Discord's normal reply ping and nothing else: model text still pings no user, role or @everyone.
+REPLY_PING = discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=True)
 
 
 def to_record(message: discord.Message, *, bot_id: int) -> ChatRecord:
@@ -56,9 +58,10 @@ class _Typing:
 class ChannelReplySink:
     """Shows a reply as channel messages: the first replies to the prompt, later parts to the previous part."""
 
-    def __init__(self, prompt: discord.Message, *, key: int) -> None:
+    def __init__(self, prompt: discord.Message, *, key: int, ping_author: bool = False) -> None:
         self._prompt = prompt
         self._key = key
+        self._ping_author = ping_author
         self._typing = _Typing(prompt.channel)
 
     @property
@@ -80,10 +83,13 @@ class ChannelReplySink:
         assert isinstance(target, discord.Message)
         view = controls_view(controls, self._key)
         reference = target.to_reference(fail_if_not_exists=False)
+        # Only the first part notifies the asker; edits and later parts never ping (allowed_mentions is not
+        # kept by Discord, so every later write sends NO_PINGS again).
+        mentions = REPLY_PING if after is None and self._ping_author else NO_PINGS
         try:
             if view is None:
-                return await self._prompt.channel.send(content, reference=reference, allowed_mentions=NO_PINGS)
-            return await self._prompt.channel.send(content, reference=reference, allowed_mentions=NO_PINGS, view=view)
+                return await self._prompt.channel.send(content, reference=reference, allowed_mentions=mentions)
+            return await self._prompt.channel.send(content, reference=reference, allowed_mentions=mentions, view=view)
         except (discord.NotFound, discord.Forbidden) as exc:
             raise ReplyGone(str(exc)) from exc
 

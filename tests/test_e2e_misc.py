@@ -9,10 +9,12 @@ import logging
 from collections.abc import Coroutine, Iterator
 from typing import Any
 
+import discord
 import pytest
 
 from bot.cogs.chat import DMS_OFF, HISTORY_TRIMMED, THREAD_WELCOME
 from tests.conftest import Harness
+from tests.fakes.fake_discord import FakeDiscord, Ping
 from tests.fakes.fake_ollama import ChatScript
 
 # View Channels, Send Messages, Read Message History: a member without Administrator.
@@ -171,3 +173,94 @@ async def test_status_and_models_in_dms_follow_allow_dms(harness: Harness) -> No
     assert "🟢 Ollama 0.32.15" in status and harness.ollama.url not in status  # no Administrator in a DM
     harness.discord.dm_channels[9201] = 201
     assert harness.ollama.url in (await command(harness, "status", user_id=201, channel_id=9201))["content"]
+
+
+# ---- the reply ping
+
+
+def pings(harness: Harness) -> list[tuple[str, str]]:
+    return [(p.target, p.on) for p in harness.discord.pings]
+
+
+async def test_an_answer_notifies_the_asker_once_and_nobody_else(harness: Harness) -> None:
+    harness.ollama.scripts.append(
+        ChatScript(tokens=["@everyone ", "look, <@201> and ", "<@&400> ", "@here", " " + "x" * 2500], token_delay=0.01)
+    )
+    await harness.start_bot()
+    prompt = await harness.discord.send_user_message("ping people", mention_bot=True)
+    parts = await harness.wait_for_reply(int(prompt["id"]))
+
+    assert len(parts) == 2  # the continuation replies to the first part: the bot, nobody to notify
+    first = harness.replies_to(int(prompt["id"]))[0]
+    assert harness.discord.pings == [Ping(int(first["id"]), "user:200", "create")]
+    post = harness.discord.calls_to("POST", r"^/channels/500/messages$")[0]
+    assert post.allowed_mentions == {"parse": [], "replied_user": True}
+    edits = harness.discord.calls_to("PATCH", rf"^/channels/500/messages/{first['id']}$")
+    assert edits and all(e.allowed_mentions == {"parse": []} for e in edits)
+
+
+async def test_reply_ping_off_answers_without_a_notification(harness: Harness) -> None:
+    harness.ollama.default_script = ChatScript(tokens=["quiet"])
+    await harness.start_bot()
+    await command(harness, "set", {"option": "reply_ping", "value": "off"})
+    prompt = await harness.discord.send_user_message("hi", mention_bot=True)
+    assert await harness.wait_for_reply(int(prompt["id"])) == ["quiet"]
+    assert pings(harness) == []
+
+    shown = (await command(harness, "settings"))["content"]
+    assert "`reply_ping` = off · *channel*" in shown
+
+
+async def test_auto_reply_answers_notify_only_when_asked_or_switched_on(harness: Harness) -> None:
+    harness.ollama.default_script = ChatScript(tokens=["ok"])
+    await harness.start_bot()
+    await command(harness, "set", {"option": "auto_reply", "value": "on"})
+    shown = (await command(harness, "settings"))["content"]
+    assert "`reply_ping` = (not set: on, off for auto-reply answers) · *default*" in shown
+
+    unasked = await harness.discord.send_user_message("nice weather today")
+    await harness.wait_for_reply(int(unasked["id"]))
+    assert pings(harness) == []  # the bot answered on its own: no notification
+    asked = await harness.discord.send_user_message("what do you think?", mention_bot=True)
+    await harness.wait_for_reply(int(asked["id"]))
+    assert pings(harness) == [("user:200", "create")]
+
+    await command(harness, "set", {"option": "reply_ping", "value": "on"})
+    again = await harness.discord.send_user_message("and tomorrow?", author_id=201)
+    await harness.wait_for_reply(int(again["id"]))
+    assert pings(harness) == [("user:200", "create"), ("user:201", "create")]
+
+
+async def test_fake_discord_pings_like_discord(discord_server: FakeDiscord) -> None:
+    """The fake's mention rules, through the real discord.py: defaults ping, allowed_mentions limits, edits re-parse."""
+    fake = discord_server
+    intents = discord.Intents.default()
+    intents.message_content = True
+    client = discord.Client(intents=intents, guild_ready_timeout=0.05)  # no client-wide allowed_mentions
+    await client.login(fake.token)
+    task = asyncio.create_task(client.connect())
+    try:
+        await asyncio.wait_for(client.wait_until_ready(), 10)
+        channel = client.get_channel(500)
+        assert isinstance(channel, discord.TextChannel)
+        asked = channel.get_partial_message(int((await fake.send_user_message("question"))["id"]))
+
+        plain = await asked.reply("hi <@201> @everyone")  # no allowed_mentions: everything pings
+        assert {(p.target, p.on) for p in fake.pings} == {
+            ("user:201", "create"),
+            ("user:200", "create"),
+            ("everyone", "create"),
+        }
+        fake.pings.clear()
+        quiet = await asked.reply("hi <@201>", allowed_mentions=discord.AllowedMentions.none())
+        await quiet.edit(content="hi <@201> again", allowed_mentions=discord.AllowedMentions.none())
+        assert fake.pings == []
+        await quiet.edit(content="hi <@201> once more")  # allowed_mentions is not kept: this edit pings
+        assert {(p.target, p.on) for p in fake.pings} == {("user:201", "edit"), ("user:200", "edit")}
+        fake.pings.clear()
+        await plain.edit(content="hi <@201> @everyone, edited")  # already mentioned: no new notification
+        assert fake.pings == []
+    finally:
+        await client.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -129,6 +129,7 @@ class ChatCog(commands.Cog):
 
     async def _handle_message(self, message: discord.Message, my_id: int) -> None:
         mentioned = False
+        asked = True  # False when only auto_reply makes the bot answer
         if message.guild is None:
             if not self.services.settings.allow_dms:
                 await message.reply(DMS_OFF, mention_author=False, allowed_mentions=NO_PINGS)
@@ -144,12 +145,14 @@ class ChatCog(commands.Cog):
             effective = await self._effective(message.guild.id, message.channel)
             if not effective.auto_reply:
                 return
+            asked = False
             request = await self._request_for(message, my_id, history_from_channel=True, effective=effective)
         if request is None:
             if mentioned:
                 await message.reply(EMPTY_PROMPT, mention_author=False, allowed_mentions=NO_PINGS)
             return
-        await self._generate(request, ChannelReplySink(message, key=message.id), reply_to=message)
+        sink = ChannelReplySink(message, key=message.id, ping_author=request.effective.reply_ping(asked=asked))
+        await self._generate(request, sink, reply_to=message)
 
     @staticmethod
     def _in_my_thread(message: discord.Message, my_id: int) -> bool:

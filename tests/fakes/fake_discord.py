@@ -38,6 +38,8 @@ PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)  # members, presences, mess
 CONTENT_LIMIT = 2000
 MESSAGE_ROUTE = re.compile(r"/channels/(\d+)/messages(?:/(\d+))?")
 MENTION_RE = re.compile(r"<@!?(\d+)>")
+ROLE_MENTION_RE = re.compile(r"<@&(\d+)>")
+EVERYONE_RE = re.compile(r"@(?:everyone|here)\b")
 ARCHIVE_DURATIONS = (60, 1440, 4320, 10080)  # minutes
 HAS_THREAD = 1 << 5  # message flag set on a thread's starter message
 
@@ -62,6 +64,15 @@ class RestCall:
     def allowed_mentions(self) -> Any:
         """The ``allowed_mentions`` object of the request body, if any."""
         return self.json.get("allowed_mentions") if isinstance(self.json, dict) else None
+
+
+@dataclass(frozen=True)
+class Ping:
+    """A notification a bot's message sent: ``target`` is ``user:<id>``, ``role:<id>`` or ``everyone``."""
+
+    message_id: int
+    target: str
+    on: str  # "create" or "edit"
 
 
 @dataclass
@@ -156,6 +167,8 @@ class FakeDiscord:
         self.message_history: dict[int, list[str]] = {}
         self.rate_limited: int = 0
         self.rate_limit_hits: list[tuple[int, float]] = []
+        self.pings: list[Ping] = []  # notifications sent by the bot's channel messages, see _apply_mentions
+        self._notified: dict[int, set[str]] = {}  # message id -> targets it has notified
         self.commands: dict[int | None, list[Json]] = {}  # guild id (None = global) -> synced commands
         self.identify_payloads: list[Json] = []
         self.gateway_connected = asyncio.Event()
@@ -792,8 +805,51 @@ class FakeDiscord:
         msg = self._new_message(cid, self.bot_id, body, msg_type=19 if ref else 0, files=call.files)
         if ref:
             msg.update(self._reference(ref, cid))
+        self._apply_mentions(msg, body, on="create")
         await self._dispatch_message("MESSAGE_CREATE", msg)
         return 200, msg
+
+    def _apply_mentions(self, msg: Json, body: Json, *, on: str) -> None:
+        """Discord's mention parsing of a bot's message create or content edit, and the pings it sends.
+
+        Without ``allowed_mentions`` every user, role and @everyone/@here in the content is pinged, and a reply
+        pings the author of the message it replies to. With it, only what it allows is, and ``replied_user``
+        defaults to false (discord-api-docs PR #2246, "Allowed Mentions Object"). Discord does not keep
+        ``allowed_mentions``: an edit is parsed again under its own, so an edit without one pings
+        (discord-api-docs #2474). A mention already made by the message does not notify again.
+        """
+        if on == "edit" and "content" not in body:
+            return
+        allowed = body.get("allowed_mentions")
+        if allowed is None:
+            parse, users_ok, roles_ok, replied = {"users", "roles", "everyone"}, set(), set(), True
+        else:
+            parse = set(allowed.get("parse") or [])
+            users_ok = {int(uid) for uid in allowed.get("users") or []}
+            roles_ok = {int(rid) for rid in allowed.get("roles") or []}
+            replied = bool(allowed.get("replied_user", False))
+        content = msg["content"]
+        users = [
+            uid
+            for uid in dict.fromkeys(int(u) for u in MENTION_RE.findall(content))
+            if "users" in parse or uid in users_ok
+        ]
+        roles = [
+            rid
+            for rid in dict.fromkeys(int(r) for r in ROLE_MENTION_RE.findall(content))
+            if "roles" in parse or rid in roles_ok
+        ]
+        everyone = "everyone" in parse and EVERYONE_RE.search(content) is not None
+        replied_to = int(((msg.get("referenced_message") or {}).get("author") or {}).get("id") or 0)
+        if replied and replied_to and replied_to != self.bot_id and replied_to not in users:
+            users.append(replied_to)
+        targets = [f"user:{u}" for u in users] + [f"role:{r}" for r in roles] + (["everyone"] if everyone else [])
+        already = self._notified.setdefault(int(msg["id"]), set())
+        self.pings += [Ping(int(msg["id"]), target, on) for target in targets if target not in already]
+        already.update(targets)
+        msg["mentions"] = [self._user_of(uid) for uid in users]
+        msg["mention_roles"] = [str(rid) for rid in roles]
+        msg["mention_everyone"] = everyone
 
     async def _list_messages(self, call: RestCall, m: re.Match[str]) -> Result:
         cid = str(m.group(1))
@@ -824,6 +880,7 @@ class FakeDiscord:
         if (bad := self._validate(body, resulting=msg, files=len(call.files))) is not None:
             return bad
         self._apply_edit(msg, body, call.files)
+        self._apply_mentions(msg, body, on="edit")
         await self._dispatch_message("MESSAGE_UPDATE", msg)
         return 200, msg
 
