@@ -53,3 +53,44 @@ def test_reply_ping_is_an_on_off_setting() -> None:
     assert parse_setting("reply_ping", "off") is False
     assert format_setting("reply_ping", True) == "on"
     assert "auto-reply" in format_setting("reply_ping", None)
+
+
+def test_backoff_grows_to_its_cap_with_jitter_below_each_step() -> None:
+    from bot.backoff import Backoff
+
+    highest = Backoff(first=1.0, cap=60.0, random_fraction=lambda: 0.0)
+    assert [highest.next_delay() for _ in range(9)] == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    lowest = Backoff(first=1.0, cap=60.0, random_fraction=lambda: 1.0)
+    assert [lowest.next_delay() for _ in range(8)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
+    real = Backoff(first=1.0, cap=60.0)
+    for step in [1, 2, 4, 8, 16, 32, 60] + [60] * 100:
+        assert step / 2 <= real.next_delay() <= step
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"first": 0.0, "cap": 1.0}, {"first": 2.0, "cap": 1.0}, {"first": 1, "cap": 2, "jitter": 2}]
+)
+def test_backoff_refuses_meaningless_settings(kwargs: dict[str, float]) -> None:
+    from bot.backoff import Backoff
+
+    with pytest.raises(ValueError, match="first"):
+        Backoff(**kwargs)
+
+
+async def test_unreachable_discord_is_described_in_one_short_line() -> None:
+    import socket
+
+    import aiohttp
+    from aiohttp.client_reqrep import ConnectionKey
+
+    from bot.__main__ import _describe_unreachable
+
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientConnectorError) as refused:
+            await session.get("http://127.0.0.1:9/api")  # the discard port: nothing listens on loopback
+    assert _describe_unreachable(refused.value) == "cannot connect to 127.0.0.1:9: Connection refused"
+    # What aiohttp raises when the resolver fails (built here: no test looks anything up in DNS).
+    key = ConnectionKey("discord.com", 443, True, True, None, None, None, None)
+    no_dns = aiohttp.ClientConnectorDNSError(key, socket.gaierror(-3, "Temporary failure in name resolution"))
+    assert _describe_unreachable(no_dns) == "DNS lookup of discord.com failed: Temporary failure in name resolution"
+    assert _describe_unreachable(TimeoutError()) == "the connection timed out"

@@ -173,6 +173,14 @@ class FakeDiscord:
         self.identify_payloads: list[Json] = []
         self.gateway_connected = asyncio.Event()
         self.identified = asyncio.Event()
+        # How new gateway connections are met: "accept", or "refuse" during an outage (the websocket upgrade is
+        # answered 503 by Discord's edge; discord.py then waits out its reconnect backoff and tries again).
+        self.gateway_mode = "accept"
+        self.gateway_attempts = 0  # gateway connections tried, whatever their mode
+        # While set, every REST request is answered with this 5xx status and an HTML page, like Discord's
+        # edge during an outage. discord.py raises DiscordServerError at once for 503 and retries 500, 502,
+        # 504 and 524 after 1, 3, 5... s (protocol notes, section 12).
+        self.rest_outage: int | None = None
 
         self._next_message_id = 10000
         self._next_interaction_id = 70000
@@ -231,15 +239,15 @@ class FakeDiscord:
         """Gateway websocket URL."""
         return f"ws://127.0.0.1:{self.port}/gateway-ws"
 
-    async def start(self) -> None:
-        """Start serving on a random 127.0.0.1 port."""
+    async def start(self, port: int = 0) -> None:
+        """Start serving on 127.0.0.1, on a random port unless told which (a bot may already be knocking)."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/gateway-ws", self._gateway)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
         app.router.add_get("/attachments/{channel}/{id}/{filename}", self._download)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
 
@@ -465,7 +473,10 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ gateway
 
-    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        self.gateway_attempts += 1
+        if self.gateway_mode == "refuse":
+            return web.Response(status=503, text="503 Service Unavailable")
         ws = web.WebSocketResponse(max_msg_size=0, autoping=True)
         await ws.prepare(request)
         self._open.add(ws)
@@ -618,6 +629,10 @@ class FakeDiscord:
                 inj[2] -= 1
                 call.status = 429
                 return self._too_many(inj[3])
+        if self.rest_outage is not None:
+            call.status = self.rest_outage
+            page = f"<html><body><h1>{self.rest_outage} Service Unavailable</h1></body></html>"
+            return web.Response(status=self.rest_outage, text=page, content_type="text/html")
         public = path.startswith(("/webhooks/", "/interactions/"))
         if not public and request.headers.get("Authorization") != f"Bot {self.token}":
             status, payload = _error(401, 0, "401: Unauthorized")
