@@ -128,7 +128,7 @@ async def test_sigterm_during_the_gateway_reconnect_backoff_ends_the_bot_within_
         SHUTDOWN_GRACE_SECONDS="0.5",
     )
     processes.append(bot)
-    await bot.wait_for_output("connected to Discord as")
+    await bot.wait_until(harness.discord.identified.is_set, TIMEOUT, "a gateway session")
     prompt = await harness.discord.send_user_message("tell me everything", mention_bot=True)
     await harness.discord.wait_for(lambda: bool(harness.replies_to(int(prompt["id"]))), TIMEOUT)
 
@@ -157,8 +157,7 @@ async def test_start_up_waits_for_an_unreachable_discord_and_then_connects(
     fake = FakeDiscord(token=TOKEN)
     await fake.start(unused_tcp_port)
     try:
-        await bot.wait_for_output("connected to Discord as")
-        assert fake.identified.is_set()
+        await bot.wait_until(fake.identified.is_set, TIMEOUT, "a gateway session")
         code = await bot.terminate()
     finally:
         await fake.close()
@@ -180,7 +179,7 @@ async def test_start_up_retries_while_discord_answers_5xx(
         processes.append(bot)
         await bot.wait_for_output("can't reach Discord (Discord answered HTTP 503)")
         fake.rest_outage = None
-        await bot.wait_for_output("connected to Discord as")
+        await bot.wait_until(fake.identified.is_set, TIMEOUT, "a gateway session")
         code = await bot.terminate()
     finally:
         await fake.close()
