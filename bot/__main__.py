@@ -14,16 +14,17 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, Protocol, TextIO
 
 import aiohttp
 import discord
 from dotenv import find_dotenv, load_dotenv
 
 from bot.app import OllacordBot, Services
+from bot.backoff import Backoff
 from bot.channel_settings.store import DATABASE_FILENAME, SettingsStore, SqliteSettingsStore, StoreError
 from bot.clock import MonotonicClock
-from bot.config import ConfigError, Settings
+from bot.config import SHUTDOWN_FINAL_EDITS_SECONDS, ConfigError, Settings
 from bot.health import HealthServer
 from bot.logs import setup_logging
 from bot.metrics import Metrics
@@ -41,6 +42,19 @@ INTENT_HELP = (
     "enable MESSAGE CONTENT INTENT, save, then start ollacord again."
 )
 LOGIN_REFUSED_HELP = "Discord rejected DISCORD_TOKEN. Copy a fresh token from the developer portal (Bot > Reset Token)."
+DISCORD_UNREACHABLE_LOG = (
+    "can't reach Discord (%s); trying again in %.1f s. Check this machine's network and DNS, "
+    "or https://discordstatus.com for an outage."
+)
+# A failed login while Discord can't be reached: DNS failure or network down (aiohttp errors, which are
+# OSErrors too), a timeout, or Discord's edge answering 5xx. Anything else (a rejected token, refused
+# intents, a 4xx) will not be fixed by waiting and ends start-up with its own message.
+DISCORD_UNREACHABLE = (aiohttp.ClientError, OSError, TimeoutError, discord.DiscordServerError)
+# A cancelled task normally ends at once; this only bounds shutdown if one does not.
+CANCEL_WAIT_SECONDS = 0.5
+# Start-up retries: the first after about a second, then twice as long each time, at most a minute apart.
+DISCORD_RETRY_FIRST_SECONDS = 1.0
+DISCORD_RETRY_MAX_SECONDS = 60.0
 # View Channels, Send Messages, Send Messages in Threads, Create Public Threads, Read Message History,
 # Attach Files: what the bot needs to answer, split long answers and open /chat threads.
 INVITE_PERMISSIONS = discord.Permissions(309237746688)
@@ -66,7 +80,15 @@ def build_services(settings: Settings, session: aiohttp.ClientSession, store: Se
     )
 
 
-def build_health_server(bot: OllacordBot, services: Services) -> HealthServer:
+class GatewayState(Protocol):
+    """What the health endpoint needs to know about the Discord connection."""
+
+    def gateway_connected(self) -> bool:
+        """Whether the gateway connection is up and ready."""
+        ...
+
+
+def build_health_server(bot: GatewayState, services: Services) -> HealthServer:
     """The /healthz and /metrics endpoint: healthy when the gateway is up and Ollama answers."""
     settings = services.settings
 
@@ -135,53 +157,63 @@ async def run_bot(settings: Settings) -> int:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             services = build_services(settings, session, store)
             await _report_ollama(services)
-            bot = OllacordBot(services)
             try:
-                return await _serve(bot, services)
+                return await _serve(services)
             except discord.LoginFailure:
                 print(LOGIN_REFUSED_HELP, file=sys.stderr)
                 return 1
             except discord.PrivilegedIntentsRequired:
                 print(INTENT_HELP, file=sys.stderr)
                 return 1
-            finally:
-                if not bot.is_closed():
-                    await bot.close()
     finally:
         await store.close()
 
 
-async def _serve(bot: OllacordBot, services: Services) -> int:
+class _Gateway:
+    """The health endpoint's view of the bot, which exists only once Discord has been reached."""
+
+    def __init__(self) -> None:
+        self.bot: OllacordBot | None = None
+
+    def gateway_connected(self) -> bool:
+        """Whether the bot's gateway connection is up and ready."""
+        return self.bot is not None and self.bot.gateway_connected()
+
+
+async def _serve(services: Services) -> int:
     settings = services.settings
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread / not POSIX
             loop.add_signal_handler(sig, stop.set)
+    stopping = asyncio.create_task(stop.wait(), name="wait-for-signal")
     background: set[asyncio.Task[None]] = set()
-    health = build_health_server(bot, services) if settings.health_port else None
+    gateway = _Gateway()
+    health = build_health_server(gateway, services) if settings.health_port else None
+    bot: OllacordBot | None = None
     try:
         if health is not None:
             await health.start()
             log.info("health endpoint on http://%s:%d/healthz and /metrics", settings.health_host, health.port)
-        await bot.login(settings.discord_token)
+        bot = await _log_in(services, stopping)
+        if bot is None:
+            log.info("stopped before Discord could be reached")
+            return 0
+        gateway.bot = bot
         if settings.warm_up:
             task = asyncio.create_task(warm_up(services), name="warm-up")
             background.add(task)
             task.add_done_callback(background.discard)
         connection = asyncio.create_task(bot.connect(), name="discord-gateway")
-        stopping = asyncio.create_task(stop.wait(), name="wait-for-signal")
         await asyncio.wait({connection, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if stopping.done():
-            log.info("shutting down: finishing replies for up to %.0f s", settings.shutdown_grace_seconds)
-            await bot.shutdown(settings.shutdown_grace_seconds)
-            with contextlib.suppress(asyncio.CancelledError):
-                await connection
+            await _shut_down(bot, connection, settings.shutdown_grace_seconds)
             return 0
-        stopping.cancel()
         connection.result()  # re-raises what ended the connection (e.g. refused intents)
         return 0
     finally:
+        stopping.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
@@ -189,6 +221,86 @@ async def _serve(bot: OllacordBot, services: Services) -> int:
             task.cancel()
         if health is not None:
             await health.close()
+        # After a signal, _shut_down has had all the time there is; a disconnect it did not finish is
+        # left to the process exit rather than allowed to outlast the stop timeout.
+        if bot is not None and not bot.is_closed() and not stop.is_set():
+            await bot.close()
+
+
+async def _log_in(services: Services, stopping: asyncio.Task[Any]) -> OllacordBot | None:
+    """A bot logged in to Discord, retrying with backoff while Discord can't be reached; None if stopped first.
+
+    Each attempt uses a fresh client: a failed login leaves discord.py's HTTP session and, when it failed
+    while publishing the commands, the loaded cogs behind.
+    """
+    backoff = Backoff(first=DISCORD_RETRY_FIRST_SECONDS, cap=DISCORD_RETRY_MAX_SECONDS)
+    while True:
+        bot = OllacordBot(services)
+        login = asyncio.create_task(bot.login(services.settings.discord_token), name="discord-login")
+        await asyncio.wait({login, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not login.done():
+            await _cancel(login)
+            await bot.close()
+            return None
+        try:
+            login.result()
+        except DISCORD_UNREACHABLE as exc:
+            await bot.close()
+            delay = backoff.next_delay()
+            log.warning(DISCORD_UNREACHABLE_LOG, _describe_unreachable(exc), delay)
+        except BaseException:
+            await bot.close()
+            raise
+        else:
+            return bot
+        await asyncio.wait({stopping}, timeout=delay)
+        if stopping.done():
+            return None
+
+
+def _describe_unreachable(error: BaseException) -> str:
+    """Why Discord could not be reached, in one line (no traceback, no HTML error page)."""
+    if isinstance(error, discord.DiscordServerError):
+        return f"Discord answered HTTP {error.status}"
+    if isinstance(error, aiohttp.ClientConnectorDNSError):
+        return f"DNS lookup of {error.host} failed: {error.os_error.strerror or error.os_error}"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        cause = error.os_error
+        # asyncio words a refused connection "Connect call failed (...)"; the errno's own name says more.
+        reason = os.strerror(cause.errno) if cause.errno and cause.errno > 0 else (cause.strerror or str(cause))
+        return f"cannot connect to {error.host}:{error.port}: {reason}"
+    if isinstance(error, TimeoutError):
+        return "the connection timed out"
+    return f"{type(error).__name__}: {error}"
+
+
+async def _shut_down(bot: OllacordBot, connection: asyncio.Task[None], grace: float) -> None:
+    """Finish or cut short the replies and disconnect, within the grace period plus the final edits.
+
+    Whatever the gateway is doing: discord.py checks for a closed client only between reconnect
+    attempts, after a backoff that grows to minutes during an outage, or after waiting up to 60 s
+    for a gateway that does not answer. So its connection task is cancelled rather than awaited.
+    """
+    log.info("shutting down: finishing replies for up to %g s", grace)
+    shutdown = asyncio.create_task(bot.shutdown(grace), name="shutdown")
+    await asyncio.wait({shutdown}, timeout=grace + SHUTDOWN_FINAL_EDITS_SECONDS)
+    if not shutdown.done():
+        log.warning(
+            "the final edits and the disconnect took more than %g s after the grace period; exiting without them",
+            SHUTDOWN_FINAL_EDITS_SECONDS,
+        )
+    await _cancel(shutdown)
+    await _cancel(connection)
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` if it still runs and wait (briefly) for it; log what it failed with, if anything."""
+    task.cancel()
+    await asyncio.wait({task}, timeout=CANCEL_WAIT_SECONDS)
+    if not task.done():
+        log.warning("%s did not stop when cancelled; exiting without it", task.get_name())
+    elif not task.cancelled() and (error := task.exception()) is not None:
+        log.warning("%s ended with %s: %s", task.get_name(), type(error).__name__, error)
 
 
 async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:

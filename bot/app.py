@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -123,12 +124,16 @@ class OllacordBot(commands.Bot):
         self, interaction: discord.Interaction[discord.Client], error: app_commands.AppCommandError
     ) -> None:
         """Log the failure and tell the user briefly, never with a traceback."""
-        log.error("slash command /%s failed", interaction.command.name if interaction.command else "?", exc_info=error)
+        name = interaction.command.name if interaction.command else "?"
+        log.error("slash command /%s failed", name, exc_info=error)
         text = "Sorry, something went wrong with that command. The details are in the bot's log."
         try:
             if interaction.response.is_done():
                 await interaction.followup.send(text, ephemeral=True)
             else:
                 await interaction.response.send_message(text, ephemeral=True)
-        except discord.HTTPException:
-            log.warning("could not report the command failure to the user")
+        # Reporting fails the way the command may have: Discord refuses (an expired or answered interaction)
+        # or the network does (aiohttp errors, which discord.py passes on). Anything escaping here would only
+        # resurface as "Task exception was never retrieved", with a second traceback.
+        except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.warning("could not tell the user that /%s failed: %s: %s", name, type(exc).__name__, exc)

@@ -13,6 +13,12 @@ from bot.ollama.host import normalize_ollama_host
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 DEFAULT_MODEL = "llama3.2"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# After the grace period, cut-short replies get this long for their final edits and the bot for its
+# disconnect, whatever Discord is doing; the process then exits.
+SHUTDOWN_FINAL_EDITS_SECONDS = 2.0
+# The default grace plus the final edits stays under the 10 s after which a plain `docker stop` kills
+# the container, so the bot always gets to make its final edits.
+DEFAULT_SHUTDOWN_GRACE = 7.0
 
 T = TypeVar("T")
 
@@ -55,7 +61,7 @@ class Settings:
     health_host: str = "127.0.0.1"
     warm_up: bool = False
     warm_up_keep_alive: str = "1h"
-    shutdown_grace_seconds: float = 10.0
+    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -136,7 +142,7 @@ class Settings:
             warm_up=parsed("WARM_UP", False, _switch, "true or false"),
             warm_up_keep_alive=get("WARM_UP_KEEP_ALIVE") or "1h",
             shutdown_grace_seconds=parsed(
-                "SHUTDOWN_GRACE_SECONDS", 10.0, _bounded(float, 0.0, 600.0), "a number of seconds"
+                "SHUTDOWN_GRACE_SECONDS", DEFAULT_SHUTDOWN_GRACE, _bounded(float, 0.0, 600.0), "a number of seconds"
             ),
         )
         if problems:

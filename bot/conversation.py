@@ -123,10 +123,11 @@ def build_conversation(
         kept.append((role, content, images))
         used += len(content)
     kept.reverse()
-    # A conversation handed to a chat model should start with the user, not a dangling answer.
+    # A conversation handed to a chat model should start with the user, not a dangling answer. Dropping
+    # it is not trimming: when a limit made it dangle, `trimmed` is already set; otherwise it opened the
+    # conversation (the greeting of a /chat thread) and nothing before it was left out.
     while len(kept) > 1 and kept[0][0] == "assistant":
         kept.pop(0)
-        trimmed = True
 
     messages: list[dict[str, object]] = []
     if system:

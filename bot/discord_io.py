@@ -15,6 +15,8 @@ from bot.streaming.relay import Controls, ReplyGone
 log = logging.getLogger(__name__)
 
 NO_PINGS = discord.AllowedMentions.none()
+# Discord's normal reply ping and nothing else: model text still pings no user, role or @everyone.
+REPLY_PING = discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=True)
 
 
 def to_record(message: discord.Message, *, bot_id: int) -> ChatRecord:
@@ -56,11 +58,12 @@ class _Typing:
 class ChannelReplySink:
     """Shows a reply as channel messages: the first replies to the prompt, later parts to the previous part."""
 
-    def __init__(self, prompt: discord.Message, *, key: int, reply: bool = True) -> None:
+    def __init__(self, prompt: discord.Message, *, key: int, reply: bool = True, ping_author: bool = False) -> None:
         self._prompt = prompt
         self._key = key
         # Replying needs Read Message History; without it the parts are posted as plain messages.
         self._reply = reply
+        self._ping_author = ping_author
         self._typing = _Typing(prompt.channel)
 
     @property
@@ -82,10 +85,13 @@ class ChannelReplySink:
         assert isinstance(target, discord.Message)
         view = controls_view(controls, self._key)
         replying: dict[str, Any] = {"reference": target.to_reference(fail_if_not_exists=False)} if self._reply else {}
+        # Only the first part notifies the asker; edits and later parts never ping (allowed_mentions is not
+        # kept by Discord, so every later write sends NO_PINGS again).
+        mentions = REPLY_PING if after is None and self._ping_author else NO_PINGS
         try:
             if view is None:
-                return await self._prompt.channel.send(content, allowed_mentions=NO_PINGS, **replying)
-            return await self._prompt.channel.send(content, allowed_mentions=NO_PINGS, view=view, **replying)
+                return await self._prompt.channel.send(content, allowed_mentions=mentions, **replying)
+            return await self._prompt.channel.send(content, allowed_mentions=mentions, view=view, **replying)
         except (discord.NotFound, discord.Forbidden) as exc:
             raise ReplyGone(str(exc)) from exc
 

@@ -17,6 +17,18 @@ def setup_logging(level: int) -> None:
     for noisy in ("discord.http", "discord.gateway", "discord.client"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     logging.getLogger("discord.client").addFilter(_drop_voice_warnings)
+    logging.getLogger("discord.client").addFilter(_one_line_reconnects)
+
+
+def _one_line_reconnects(record: logging.LogRecord) -> bool:
+    """discord.py logs every failed gateway reconnect with a traceback; during an outage one line each is enough."""
+    if str(record.msg).startswith("Attempting a reconnect") and record.exc_info and record.exc_info[1]:
+        error = record.exc_info[1]
+        reason = f"{type(error).__name__}: {error}".replace("%", "%%")
+        record.msg = f"lost the Discord gateway connection ({reason}); reconnecting in %.2f s"
+        record.exc_info = None
+        record.exc_text = None
+    return True
 
 
 def _drop_voice_warnings(record: logging.LogRecord) -> bool:

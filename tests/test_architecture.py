@@ -16,6 +16,7 @@ CORE = [
     BOT / "attachments.py",
     BOT / "config.py",
     BOT / "clock.py",
+    BOT / "backoff.py",
 ]
 
 

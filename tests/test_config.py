@@ -18,6 +18,8 @@ def test_defaults_with_only_a_token() -> None:
     assert settings.ollama_model == "llama3.2"
     assert settings.data_dir == Path("data")
     assert settings.log_level == "INFO"
+    # Grace plus final edits fits under the 10 s after which a plain `docker stop` kills the container.
+    assert settings.shutdown_grace_seconds == 7.0
 
 
 @pytest.mark.parametrize(

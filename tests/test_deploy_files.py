@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from bot.__main__ import INVITE_PERMISSIONS
-from bot.config import ConfigError, Settings
+from bot.config import SHUTDOWN_FINAL_EDITS_SECONDS, ConfigError, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -39,6 +39,11 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 # Variables the deployment files may set that are not ollacord settings.
 RUNTIME_VARIABLES = {"PYTHONUNBUFFERED"}
 DEFAULT_SHUTDOWN_GRACE = Settings(discord_token="t").shutdown_grace_seconds
+# What a stopping bot needs at most: the grace, the final edits, and a second to close and exit.
+SHUTDOWN_NEEDS = DEFAULT_SHUTDOWN_GRACE + SHUTDOWN_FINAL_EDITS_SECONDS + 1
+# `docker stop` and `docker compose stop` kill the container this long after SIGTERM unless told otherwise
+# (docs.docker.com/reference/cli/docker/container/stop: "--timeout ... default 10" for Linux containers).
+DOCKER_DEFAULT_STOP_TIMEOUT = 10
 
 
 # ---- .env.example and bot/config.py -----------------------------------------------------------------
@@ -231,6 +236,22 @@ def test_dockerfile_environment_defaults() -> None:
     assert dockerfile_args("EXPOSE") == [env["HEALTH_PORT"]]
     # The image's values must be valid settings.
     Settings.from_env({"DISCORD_TOKEN": "t", **{k: v for k, v in env.items() if k not in RUNTIME_VARIABLES}})
+
+
+def test_default_grace_fits_a_plain_docker_stop() -> None:
+    """Without --stop-timeout Docker kills the bot 10 s after SIGTERM: the default grace must end before."""
+    assert SHUTDOWN_NEEDS <= DOCKER_DEFAULT_STOP_TIMEOUT
+
+
+def test_deploy_files_state_the_real_default_grace_and_the_room_to_leave() -> None:
+    """The comments next to the stop timeouts quote today's default, not an old one."""
+    grace = f"{DEFAULT_SHUTDOWN_GRACE:g}"
+    room = f"{SHUTDOWN_NEEDS - DEFAULT_SHUTDOWN_GRACE:g} s"
+    for path in (DOCKERFILE, COMPOSE, UNIT, DEPLOY_README):
+        text = " ".join(path.read_text(encoding="utf-8").split())
+        assert f"(default {grace})" in text, path
+        assert room in text, path
+    assert re.search(rf"^#SHUTDOWN_GRACE_SECONDS={grace}$", ENV_EXAMPLE.read_text(encoding="utf-8"), re.MULTILINE)
 
 
 def test_dockerfile_starts_the_bot_and_stops_it_with_sigterm() -> None:
@@ -521,7 +542,7 @@ def test_compose_restarts_and_stops_gracefully(compose: dict[str, Any]) -> None:
     assert {service["restart"] for service in services.values()} == {"unless-stopped"}
     grace = re.fullmatch(r"(\d+)s", services["ollacord"]["stop_grace_period"])
     assert grace
-    assert int(grace.group(1)) >= DEFAULT_SHUTDOWN_GRACE + 5
+    assert int(grace.group(1)) >= SHUTDOWN_NEEDS
 
 
 def test_compose_gpu_reservation_and_host_ollama_are_documented_but_off(compose: dict[str, Any]) -> None:
@@ -633,7 +654,7 @@ def test_unit_ordering_restart_and_stop() -> None:
     assert unit_values("RestartSec") == ["5"]
     assert unit_values("KillSignal") == ["SIGTERM"]
     (timeout,) = unit_values("TimeoutStopSec")
-    assert int(timeout) >= DEFAULT_SHUTDOWN_GRACE + 5
+    assert int(timeout) >= SHUTDOWN_NEEDS
     # A configuration error (exit 2) is not retried forever.
     assert unit_values("RestartPreventExitStatus") == ["2"]
     assert unit_values("WantedBy") == ["multi-user.target"]

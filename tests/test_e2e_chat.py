@@ -143,7 +143,8 @@ async def test_model_output_pings_nobody(harness: Harness) -> None:
     assert writes
     for call in writes:
         assert call.json["allowed_mentions"]["parse"] == []
-        assert call.json["allowed_mentions"].get("replied_user") in (None, False)
+    # Only Discord's reply ping to the asker, from the first post: the model's text pinged nobody.
+    assert [(p.target, p.on) for p in harness.discord.pings] == [("user:200", "create")]
 
 
 async def test_429_is_retried_without_losing_text(harness: Harness) -> None:

@@ -39,6 +39,7 @@ SETTING_KEYS: tuple[str, ...] = (
     "history",
     "auto_reply",
     "show_thinking",
+    "reply_ping",
 )
 OPTION_KEYS: tuple[str, ...] = ("temperature", "top_p", "top_k", "num_ctx", "num_predict", "seed", "repeat_penalty")
 THINK_LEVELS: tuple[str, ...] = ("off", "on", "low", "medium", "high")
@@ -304,6 +305,7 @@ _KEYS: dict[str, _Key] = {
     "history": _whole_key("history", 1, 200, "earlier messages sent as context, 1 to 200"),
     "auto_reply": _switch_key("auto_reply", "answer every message here without a mention: on or off"),
     "show_thinking": _switch_key("show_thinking", "show a thinking model's reasoning, collapsed: on or off"),
+    "reply_ping": _switch_key("reply_ping", "notify the person an answer replies to (a reply ping): on or off"),
 }
 
 
@@ -330,6 +332,8 @@ _NOT_SET_LABELS = {
     "history": "(not set)",
     "auto_reply": "(not set)",
     "show_thinking": "(not set)",
+    # EffectiveSettings.reply_ping: a reply notifies whoever asked, but not someone auto_reply answered unasked.
+    "reply_ping": "(not set: on, off for auto-reply answers)",
 }
 
 

@@ -95,6 +95,16 @@ class EffectiveSettings:
         """Whether to show a thinking model's reasoning (hidden when unset)."""
         return self.values["show_thinking"] is True
 
+    def reply_ping(self, *, asked: bool) -> bool:
+        """Whether an answer's first message notifies the person it replies to (Discord's reply ping).
+
+        Unset, it follows whether they `asked` the bot: someone who mentioned it, replied to it or talks in
+        its thread or DM waits for an answer (a cold model load can take minutes) and wants to hear of it;
+        someone auto_reply answered unasked did not address the bot, so a notification would be noise.
+        """
+        value = self.values["reply_ping"]
+        return value if isinstance(value, bool) else asked
+
 
 def resolve_settings(
     *,

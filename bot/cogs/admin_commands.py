@@ -10,10 +10,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.cogs.chat import DMS_OFF
 from bot.discord_io import NO_PINGS
 from bot.ollama.catalog import describe_model, find_model, format_size
 from bot.ollama.client import LoadedModel, ModelInfo
-from bot.ollama.errors import OllamaError
+from bot.ollama.errors import OllamaError, OllamaUnreachable
 from bot.ollama.pull_progress import PullTracker
 from bot.streaming.notes import describe_error
 
@@ -26,6 +27,9 @@ ADMINS_ONLY = (
     "Only the bot's admins can do that: people with the **Administrator** permission, "
     "or listed in ADMIN_USER_IDS / ADMIN_ROLE_IDS."
 )
+# Where Ollama runs is the operator's business: members learn whether it answers, admins also see where.
+OLLAMA_UNREACHABLE_FOR_MEMBERS = "⚠️ The bot can't reach its Ollama server right now. Please try again later."
+STATUS_UNREACHABLE_FOR_MEMBERS = "🔴 Ollama is not answering right now (the bot's admins see why in `/status`)."
 CAPABILITY_BADGES = {"vision": "👁️ vision", "thinking": "💭 thinking", "tools": "🔧 tools"}
 CONFIRM_SECONDS = 60.0
 
@@ -93,22 +97,38 @@ class AdminCommands(commands.Cog):
             return True
         return interaction.guild_id is not None and interaction.permissions.administrator
 
+    async def _refuse_dm(self, interaction: discord.Interaction[Any]) -> bool:
+        """In a DM, commands follow ALLOW_DMS like conversations do; True if this one was refused."""
+        if interaction.guild_id is not None or self.services.settings.allow_dms:
+            return False
+        await interaction.response.send_message(DMS_OFF, ephemeral=True)
+        return True
+
+    def _error_for(self, interaction: discord.Interaction[Any], error: OllamaError) -> str:
+        """describe_error, without the Ollama URL for people who are not admins."""
+        if isinstance(error, OllamaUnreachable) and not self._is_admin(interaction):
+            return OLLAMA_UNREACHABLE_FOR_MEMBERS
+        return describe_error(error)
+
     @app_commands.command(name="models", description="List the models installed on the Ollama server")
     async def models(self, interaction: discord.Interaction[Any]) -> None:
         """Installed models with size, parameters, quantization, capabilities and whether loaded."""
+        if await self._refuse_dm(interaction):
+            return
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             installed = await self.services.catalog.fresh()
             loaded = {m.name: m for m in await self.services.ollama.ps()}
         except OllamaError as exc:
-            await interaction.followup.send(describe_error(exc), ephemeral=True)
+            await interaction.followup.send(self._error_for(interaction, exc), ephemeral=True)
             return
         if not installed:
             await interaction.followup.send(
                 "No models are installed. An admin can add one with `/pull`.", ephemeral=True
             )
             return
-        lines = [f"**{len(installed)} model(s) on {self.services.ollama.base_url}**"]
+        where = f" on {self.services.ollama.base_url}" if self._is_admin(interaction) else " installed"
+        lines = [f"**{len(installed)} model(s){where}**"]
         lines += [_format_model(m, loaded) for m in installed]
         text = "\n".join(lines)
         if len(text) > 2000:
@@ -193,17 +213,25 @@ class AdminCommands(commands.Cog):
     @app_commands.command(name="status", description="Is Ollama up, what is loaded, how busy is the bot")
     async def status(self, interaction: discord.Interaction[Any]) -> None:
         """Ollama reachability and version, loaded models, streams and queue, Discord latency, uptime."""
+        if await self._refuse_dm(interaction):
+            return
         await interaction.response.defer(ephemeral=True, thinking=True)
         ollama = self.services.ollama
+        admin = self._is_admin(interaction)
         lines = ["**ollacord status**"]
         try:
             version = await ollama.version()
             loaded = await ollama.ps()
-            lines.append(f"🟢 Ollama {version} at {ollama.base_url}")
+            lines.append(f"🟢 Ollama {version} at {ollama.base_url}" if admin else f"🟢 Ollama {version}")
             names = ", ".join(f"`{m.name}`" for m in loaded) or "none"
             lines.append(f"Loaded models: {names}")
         except OllamaError as exc:
-            lines.append(f"🔴 Ollama unreachable at {ollama.base_url}: {describe_error(exc).removeprefix('⚠️ ')}")
+            if admin:
+                lines.append(f"🔴 Ollama unreachable at {ollama.base_url}: {describe_error(exc).removeprefix('⚠️ ')}")
+            elif isinstance(exc, OllamaUnreachable):
+                lines.append(STATUS_UNREACHABLE_FOR_MEMBERS)
+            else:
+                lines.append(f"🔴 {describe_error(exc).removeprefix('⚠️ ')}")
         chat = self.bot.get_cog("ChatCog")
         streams = getattr(chat, "streaming", 0)
         queue = getattr(chat, "queue", None)

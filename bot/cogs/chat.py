@@ -162,6 +162,7 @@ class ChatCog(commands.Cog):
     async def _handle_message(self, message: discord.Message, my_id: int) -> None:
         await self._use_real_channel(message)
         mentioned = False
+        asked = True  # False when only auto_reply makes the bot answer
         if message.guild is None:
             if not self.services.settings.allow_dms:
                 await message.reply(DMS_OFF, mention_author=False, allowed_mentions=NO_PINGS)
@@ -177,6 +178,7 @@ class ChatCog(commands.Cog):
             effective = await self._effective(message.guild.id, message.channel)
             if not effective.auto_reply:
                 return
+            asked = False
             request = await self._request_for(message, my_id, history_from_channel=True, effective=effective)
         access = reply_access(message.channel, message.guild.me if message.guild else None)
         if not access.can_post:
@@ -188,7 +190,12 @@ class ChatCog(commands.Cog):
             return
         if not access.reads_history:
             request = _without_history(request, access)
-        sink = ChannelReplySink(message, key=message.id, reply=access.reads_history)
+        sink = ChannelReplySink(
+            message,
+            key=message.id,
+            reply=access.reads_history,
+            ping_author=request.effective.reply_ping(asked=asked),
+        )
         await self._generate(request, sink, reply_to=message)
 
     async def _use_real_channel(self, message: discord.Message) -> None:
@@ -323,10 +330,11 @@ class ChatCog(commands.Cog):
         records = [
             to_record(m, bot_id=my_id)
             for m in reversed(earlier)
-            if m.type in CHATTY_TYPES and (m.content or m.author.id == my_id)
+            if m.type in CHATTY_TYPES and (m.content or m.author.id == my_id) and not _is_welcome(m, my_id)
         ]
         records.append(to_record(message, bot_id=my_id))
-        return records, len(earlier) == limit
+        # The welcome opens a /chat thread: when it is the oldest message read, nothing lies before it.
+        return records, len(earlier) == limit and not _is_welcome(earlier[-1], my_id)
 
     async def _with_attachments(
         self, record: ChatRecord, message: discord.Message, model: str
@@ -705,6 +713,11 @@ def _without_history(request: Request, access: ReplyAccess) -> Request:
     missing = list(access.missing_for_history)
     note = notes.note(NO_HISTORY.format(permissions=bold_list(missing), s="s" if len(missing) > 1 else ""))
     return replace(request, records=request.records[-1:], cut=False, notes=(*request.notes, note))
+
+
+def _is_welcome(message: discord.Message, my_id: int) -> bool:
+    """The bot's opening message of a /chat thread: an invitation, not a turn of the conversation."""
+    return message.author.id == my_id and message.content == THREAD_WELCOME
 
 
 def _slow_down(retry: float) -> str:

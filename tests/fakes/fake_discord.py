@@ -38,6 +38,8 @@ PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)  # members, presences, mess
 CONTENT_LIMIT = 2000
 MESSAGE_ROUTE = re.compile(r"/channels/(\d+)/messages(?:/(\d+))?")
 MENTION_RE = re.compile(r"<@!?(\d+)>")
+ROLE_MENTION_RE = re.compile(r"<@&(\d+)>")
+EVERYONE_RE = re.compile(r"@(?:everyone|here)\b")
 ARCHIVE_DURATIONS = (60, 1440, 4320, 10080)  # minutes
 HAS_THREAD = 1 << 5  # message flag set on a thread's starter message
 # Channel kinds (Discord's channel types, resources/channel "Channel Types"): text chat in voice and stage channels;
@@ -86,6 +88,15 @@ class RestCall:
     def allowed_mentions(self) -> Any:
         """The ``allowed_mentions`` object of the request body, if any."""
         return self.json.get("allowed_mentions") if isinstance(self.json, dict) else None
+
+
+@dataclass(frozen=True)
+class Ping:
+    """A notification a bot's message sent: ``target`` is ``user:<id>``, ``role:<id>`` or ``everyone``."""
+
+    message_id: int
+    target: str
+    on: str  # "create" or "edit"
 
 
 @dataclass
@@ -185,10 +196,20 @@ class FakeDiscord:
         self.message_history: dict[int, list[str]] = {}
         self.rate_limited: int = 0
         self.rate_limit_hits: list[tuple[int, float]] = []
+        self.pings: list[Ping] = []  # notifications sent by the bot's channel messages, see _apply_mentions
+        self._notified: dict[int, set[str]] = {}  # message id -> targets it has notified
         self.commands: dict[int | None, list[Json]] = {}  # guild id (None = global) -> synced commands
         self.identify_payloads: list[Json] = []
         self.gateway_connected = asyncio.Event()
         self.identified = asyncio.Event()
+        # How new gateway connections are met: "accept", or "refuse" during an outage (the websocket upgrade is
+        # answered 503 by Discord's edge; discord.py then waits out its reconnect backoff and tries again).
+        self.gateway_mode = "accept"
+        self.gateway_attempts = 0  # gateway connections tried, whatever their mode
+        # While set, every REST request is answered with this 5xx status and an HTML page, like Discord's
+        # edge during an outage. discord.py raises DiscordServerError at once for 503 and retries 500, 502,
+        # 504 and 524 after 1, 3, 5... s (protocol notes, section 12).
+        self.rest_outage: int | None = None
 
         self._next_message_id = 10000
         self._next_interaction_id = 70000
@@ -202,6 +223,7 @@ class FakeDiscord:
         self._send_lock = asyncio.Lock()
         self._windows: dict[int, deque[float]] = {}
         self._injected: list[list[Any]] = []  # [method, compiled regex, remaining, retry_after]
+        self._disconnects: list[list[Any]] = []  # [method, compiled regex, remaining]
         self._interactions: dict[str, _Interaction] = {}
         self._runner: web.AppRunner | None = None
         self._saved: tuple[str, yarl.URL] | None = None
@@ -247,15 +269,15 @@ class FakeDiscord:
         """Gateway websocket URL."""
         return f"ws://127.0.0.1:{self.port}/gateway-ws"
 
-    async def start(self) -> None:
-        """Start serving on a random 127.0.0.1 port."""
+    async def start(self, port: int = 0) -> None:
+        """Start serving on 127.0.0.1, on a random port unless told which (a bot may already be knocking)."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/gateway-ws", self._gateway)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
         app.router.add_get("/attachments/{channel}/{id}/{filename}", self._download)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
 
@@ -494,7 +516,10 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ gateway
 
-    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        self.gateway_attempts += 1
+        if self.gateway_mode == "refuse":
+            return web.Response(status=503, text="503 Service Unavailable")
         ws = web.WebSocketResponse(max_msg_size=0, autoping=True)
         await ws.prepare(request)
         self._open.add(ws)
@@ -575,6 +600,15 @@ class FakeDiscord:
         """Answer the next ``count`` requests matching method and path (regex search) with a 429."""
         self._injected.append([method.upper(), re.compile(path_regex), count, retry_after])
 
+    def inject_disconnect(self, method: str, path_regex: str, count: int = 1) -> None:
+        """Drop the connection, without an answer, on the next ``count`` requests matching method and path.
+
+        What a network failure looks like to the client (the issue 8 run saw it while a command reported an
+        error): aiohttp raises ``ServerDisconnectedError``, a ``ClientError`` that discord.py passes on as is
+        (it retries only OSError 54/10054, connection reset).
+        """
+        self._disconnects.append([method.upper(), re.compile(path_regex), count])
+
     def _too_many(self, retry_after: float) -> web.Response:
         self.rate_limited += 1
         retry_after = math.ceil(retry_after * 1000) / 1000  # never tell the client to retry too early
@@ -626,11 +660,22 @@ class FakeDiscord:
         call = RestCall(request.method, path, dict(request.query), None, at=time.monotonic())
         self.calls.append(call)
         call.json, call.files = await self._read_body(request)
+        for drop in self._disconnects:
+            if drop[2] > 0 and drop[0] == call.method and drop[1].search(path):
+                drop[2] -= 1
+                call.status = -1  # no answer at all
+                if request.transport is not None:
+                    request.transport.close()
+                return web.Response(status=500)  # never sent: the connection is already gone
         for inj in self._injected:
             if inj[2] > 0 and inj[0] == call.method and inj[1].search(path):
                 inj[2] -= 1
                 call.status = 429
                 return self._too_many(inj[3])
+        if self.rest_outage is not None:
+            call.status = self.rest_outage
+            page = f"<html><body><h1>{self.rest_outage} Service Unavailable</h1></body></html>"
+            return web.Response(status=self.rest_outage, text=page, content_type="text/html")
         public = path.startswith(("/webhooks/", "/interactions/"))
         if not public and request.headers.get("Authorization") != f"Bot {self.token}":
             status, payload = _error(401, 0, "401: Unauthorized")
@@ -840,8 +885,51 @@ class FakeDiscord:
         msg = self._new_message(cid, self.bot_id, body, msg_type=19 if ref else 0, files=call.files)
         if ref:
             msg.update(self._reference(ref, cid))
+        self._apply_mentions(msg, body, on="create")
         await self._dispatch_message("MESSAGE_CREATE", msg)
         return 200, msg
+
+    def _apply_mentions(self, msg: Json, body: Json, *, on: str) -> None:
+        """Discord's mention parsing of a bot's message create or content edit, and the pings it sends.
+
+        Without ``allowed_mentions`` every user, role and @everyone/@here in the content is pinged, and a reply
+        pings the author of the message it replies to. With it, only what it allows is, and ``replied_user``
+        defaults to false (discord-api-docs PR #2246, "Allowed Mentions Object"). Discord does not keep
+        ``allowed_mentions``: an edit is parsed again under its own, so an edit without one pings
+        (discord-api-docs #2474). A mention already made by the message does not notify again.
+        """
+        if on == "edit" and "content" not in body:
+            return
+        allowed = body.get("allowed_mentions")
+        if allowed is None:
+            parse, users_ok, roles_ok, replied = {"users", "roles", "everyone"}, set(), set(), True
+        else:
+            parse = set(allowed.get("parse") or [])
+            users_ok = {int(uid) for uid in allowed.get("users") or []}
+            roles_ok = {int(rid) for rid in allowed.get("roles") or []}
+            replied = bool(allowed.get("replied_user", False))
+        content = msg["content"]
+        users = [
+            uid
+            for uid in dict.fromkeys(int(u) for u in MENTION_RE.findall(content))
+            if "users" in parse or uid in users_ok
+        ]
+        roles = [
+            rid
+            for rid in dict.fromkeys(int(r) for r in ROLE_MENTION_RE.findall(content))
+            if "roles" in parse or rid in roles_ok
+        ]
+        everyone = "everyone" in parse and EVERYONE_RE.search(content) is not None
+        replied_to = int(((msg.get("referenced_message") or {}).get("author") or {}).get("id") or 0)
+        if replied and replied_to and replied_to != self.bot_id and replied_to not in users:
+            users.append(replied_to)
+        targets = [f"user:{u}" for u in users] + [f"role:{r}" for r in roles] + (["everyone"] if everyone else [])
+        already = self._notified.setdefault(int(msg["id"]), set())
+        self.pings += [Ping(int(msg["id"]), target, on) for target in targets if target not in already]
+        already.update(targets)
+        msg["mentions"] = [self._user_of(uid) for uid in users]
+        msg["mention_roles"] = [str(rid) for rid in roles]
+        msg["mention_everyone"] = everyone
 
     async def _list_messages(self, call: RestCall, m: re.Match[str]) -> Result:
         cid = str(m.group(1))
@@ -872,6 +960,7 @@ class FakeDiscord:
         if (bad := self._validate(body, resulting=msg, files=len(call.files))) is not None:
             return bad
         self._apply_edit(msg, body, call.files)
+        self._apply_mentions(msg, body, on="edit")
         await self._dispatch_message("MESSAGE_UPDATE", msg)
         return 200, msg
 

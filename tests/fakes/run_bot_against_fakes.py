@@ -1,8 +1,11 @@
 """Run the real `python -m bot` entry point in a child process, pointed at the test fakes.
 
-Usage: python tests/fakes/run_bot_against_fakes.py API_BASE GATEWAY_URL [bot args...]
+Usage: python tests/fakes/run_bot_against_fakes.py API_BASE GATEWAY_URL [--gateway-backoff SECONDS] [bot args...]
 Configuration comes from the environment, exactly as in production; only discord.py's two
 hard-coded addresses are redirected to the fake Discord (see the protocol notes, §1).
+
+--gateway-backoff fixes discord.py's gateway reconnect backoff (random, up to 2**attempt s) at what it
+reaches after a long outage, where a real run saw 172 s: so a test can stop the bot while it waits.
 """
 
 from __future__ import annotations
@@ -25,6 +28,15 @@ def run() -> None:
             raise SystemExit(f"{url} is not a loopback address")
     discord.http.Route.BASE = api_base.rstrip("/")
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
+    if args[:1] == ["--gateway-backoff"]:
+        seconds = float(args[1])
+        args = args[2:]
+
+        class OutageBackoff(discord.backoff.ExponentialBackoff[bool]):
+            def delay(self) -> float:
+                return seconds
+
+        discord.client.ExponentialBackoff = OutageBackoff  # type: ignore[misc]
     main(args)
 
 
