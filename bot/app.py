@@ -10,6 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.answers.book import AnswerBook
 from bot.channel_settings.store import SettingsStore
 from bot.clock import Clock
 from bot.config import Settings
@@ -32,6 +33,7 @@ class Services:
     store: SettingsStore
     catalog: ModelCatalog
     metrics: Metrics
+    answers: AnswerBook
 
 
 def bot_intents() -> discord.Intents:
@@ -75,6 +77,7 @@ class OllacordBot(commands.Bot):
     async def setup_hook(self) -> None:
         """Load the cogs and publish the slash commands."""
         from bot.cogs.admin_commands import AdminCommands
+        from bot.cogs.answer_records import AnswerRecords
         from bot.cogs.chat import ChatCog
         from bot.cogs.reply_buttons import RegenerateButton, StopButton
         from bot.cogs.settings_commands import SettingsCommands
@@ -89,6 +92,7 @@ class OllacordBot(commands.Bot):
         logging.getLogger("discord.http").addFilter(self._rate_limit_counter)
         await self.add_cog(SettingsCommands(self, self.services))
         await self.add_cog(AdminCommands(self, self.services))
+        await self.add_cog(AnswerRecords(self, self.services))
         if self.sync_commands:
             synced = await self.tree.sync()
             log.info("synced %d slash commands", len(synced))
