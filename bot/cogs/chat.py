@@ -474,6 +474,7 @@ class ChatCog(commands.Cog):
             parts = await self._walk_answer_parts(clicked, my_id)
             return parts[0], list(parts[1:])
         later = list(record.message_ids)
+        unreadable: list[int] = []
         first = clicked
         while later and (message_id := later.pop(0)) != clicked.id:
             try:
@@ -481,9 +482,11 @@ class ChatCog(commands.Cog):
                 break
             except (discord.NotFound, discord.Forbidden):
                 continue  # deleted: the next part becomes the first
+            except discord.HTTPException:
+                unreadable.append(message_id)  # Discord trouble: at least try to delete it with the others
         # The others are only deleted, which needs no fetch.
         channel = self.bot.get_partial_messageable(clicked.channel.id)
-        extras = [clicked if mid == clicked.id else channel.get_partial_message(mid) for mid in later]
+        extras = [clicked if mid == clicked.id else channel.get_partial_message(mid) for mid in unreadable + later]
         return first, extras
 
     async def _walk_answer_parts(self, last: discord.Message, my_id: int) -> list[discord.Message]:
