@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Records older than this are deleted at start-up and once a day. Long enough to regenerate or continue
-# any answer people still scroll back to and for monthly usage figures; short enough that a busy bot's
-# table stays small (1,000 answers a day is ~30,000 rows, a few MB).
+# any answer people still scroll back to, and for monthly usage figures; short enough that a busy bot's
+# table stays small: 1,000 answers a day keep ~30,000 rows, well under 1 KB each unless the settings
+# used carry a long system prompt (a few tens of MB at worst).
 RETENTION = timedelta(days=30)
 # How long an answer waits for a save it needs before it goes on without it.
 WRITE_TIMEOUT = 5.0
