@@ -231,22 +231,22 @@ def recorded_message_ids(harness: Harness, key: int) -> list[int]:
     return [row[0] for row in rows]
 
 
-async def kill_mid_answer(harness: Harness) -> tuple[int, list[int]]:
-    """A bot process streaming a two-part answer is killed (SIGKILL); its prompt id and the parts it left."""
-    # The model goes quiet after two messages' worth, so the answer is still streaming, in exactly two parts.
-    tokens = long_tokens("word", 300)
-    # All of it in one write, so the first publish already posts both parts.
+async def kill_mid_answer(harness: Harness, tokens: list[str] | None = None, parts: int = 2) -> tuple[int, list[int]]:
+    """A bot process streaming an answer in `parts` messages is killed (SIGKILL); its prompt id and the parts left."""
+    # The model goes quiet after `tokens`, so the answer is still streaming, in exactly `parts` messages.
+    tokens = tokens or long_tokens("word", 300)
+    # All of it in one write, so the first publish already shows all of it.
     harness.ollama.scripts.append(ChatScript(tokens=tokens, lines_per_write=len(tokens), stall_after=len(tokens)))
     harness.data_dir.mkdir(parents=True, exist_ok=True)
     async with bot_process(harness) as child:
         prompt = await harness.discord.send_user_message("tell me everything", mention_bot=True)
         key = int(prompt["id"])
 
-        def two_parts_recorded() -> bool:
-            parts = harness.replies_to(key)
-            return len(parts) == 2 and recorded_message_ids(harness, key) == [int(p["id"]) for p in parts]
+        def all_parts_recorded() -> bool:
+            shown = harness.replies_to(key)
+            return len(shown) == parts and recorded_message_ids(harness, key) == [int(p["id"]) for p in shown]
 
-        await harness.discord.wait_for(two_parts_recorded, timeout=15)
+        await harness.discord.wait_for(all_parts_recorded, timeout=15)
         child.kill()
         await child.wait()
     part_ids = [int(p["id"]) for p in harness.replies_to(key)]
@@ -287,6 +287,22 @@ async def test_regenerate_replaces_every_part_of_an_answer_cut_short_by_a_crash(
     assert harness.ollama.chat_requests[-1].json["messages"] == [
         {"role": "user", "content": "Alice: tell me everything"}
     ]
+
+
+async def test_a_note_that_does_not_fit_the_last_part_comes_as_its_own_message(harness: Harness) -> None:
+    key, (part_id,) = await kill_mid_answer(harness, ["x" * 1990], parts=1)
+    harness.ollama.scripts.append(ChatScript(tokens=["Complete."]))
+    running = await harness.start_bot()
+    await harness.discord.wait_for(lambda: len(harness.replies_to(key)) == 2)
+
+    part, note = harness.replies_to(key)
+    assert (part["content"], components_of(part)) == ("x" * 1990, [])
+    assert (note["content"], components_of(note)) == (CUT_SHORT, [f"ollacord:regenerate:{key}"])
+    assert (await finished_record(running, key)).message_ids == (part_id, int(note["id"]))
+
+    # Regenerate replaces both, the note included.
+    await harness.discord.click_button(int(note["id"]), f"ollacord:regenerate:{key}")
+    assert await harness.wait_for_reply(key, done=lambda shown: shown[0]["content"] == "Complete.") == ["Complete."]
 
 
 async def test_finishing_old_answers_does_not_delay_new_questions(
