@@ -20,6 +20,9 @@ import aiohttp
 import discord
 from dotenv import find_dotenv, load_dotenv
 
+from bot.answers.book import AnswerBook
+from bot.answers.sqlite_store import SqliteAnswerStore
+from bot.answers.store import AnswerStore, MemoryAnswerStore
 from bot.app import OllacordBot, Services
 from bot.backoff import Backoff
 from bot.channel_settings.store import DATABASE_FILENAME, SettingsStore, SqliteSettingsStore, StoreError
@@ -77,7 +80,15 @@ def build_services(settings: Settings, session: aiohttp.ClientSession, store: Se
         store=store,
         catalog=ModelCatalog(ollama, clock),
         metrics=Metrics(),
+        answers=AnswerBook(answer_store_for(store)),
     )
+
+
+def answer_store_for(store: SettingsStore) -> AnswerStore:
+    """Answer records live in the settings database: the same file, connection and worker thread."""
+    if isinstance(store, SqliteSettingsStore):
+        return SqliteAnswerStore(store)
+    return MemoryAnswerStore()
 
 
 class GatewayState(Protocol):

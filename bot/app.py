@@ -11,6 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.answers.book import AnswerBook
 from bot.channel_settings.store import SettingsStore
 from bot.clock import Clock
 from bot.config import Settings
@@ -33,6 +34,7 @@ class Services:
     store: SettingsStore
     catalog: ModelCatalog
     metrics: Metrics
+    answers: AnswerBook
 
 
 def bot_intents() -> discord.Intents:
@@ -76,6 +78,7 @@ class OllacordBot(commands.Bot):
     async def setup_hook(self) -> None:
         """Load the cogs and publish the slash commands."""
         from bot.cogs.admin_commands import AdminCommands
+        from bot.cogs.answer_records import AnswerRecords
         from bot.cogs.chat import ChatCog
         from bot.cogs.reply_buttons import RegenerateButton, StopButton
         from bot.cogs.settings_commands import SettingsCommands
@@ -90,6 +93,7 @@ class OllacordBot(commands.Bot):
         logging.getLogger("discord.http").addFilter(self._rate_limit_counter)
         await self.add_cog(SettingsCommands(self, self.services))
         await self.add_cog(AdminCommands(self, self.services))
+        await self.add_cog(AnswerRecords(self, self.services))
         if self.sync_commands:
             synced = await self.tree.sync()
             log.info("synced %d slash commands", len(synced))

@@ -12,6 +12,7 @@ CORE = [
     *sorted((BOT / "ollama").glob("*.py")),
     *sorted((BOT / "streaming").glob("*.py")),
     *sorted((BOT / "channel_settings").glob("*.py")),
+    *sorted((BOT / "answers").glob("*.py")),
     BOT / "conversation.py",
     BOT / "attachments.py",
     BOT / "config.py",

@@ -409,7 +409,7 @@ async def test_fresh_file_gets_the_current_schema(tmp_path: Path) -> None:
     store = await SqliteSettingsStore.open(path)
     await store.close()
     with raw_connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         columns = [row[1] for row in conn.execute("PRAGMA table_info(settings)")]
@@ -463,14 +463,14 @@ async def test_migrations_are_applied_in_order_from_the_files_version(
     await store.set_many(CHANNEL, {"seed": 3})
     await store.close()
 
-    version_2 = ("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)", "INSERT INTO notes (text) VALUES ('v2')")
-    version_3 = ("INSERT INTO notes (text) VALUES ('v3')",)
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, version_2, version_3))
+    first_new = ("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)", "INSERT INTO notes (text) VALUES ('v2')")
+    second_new = ("INSERT INTO notes (text) VALUES ('v3')",)
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, first_new, second_new))
     store = await SqliteSettingsStore.open(path)
     assert await store.get(CHANNEL) == {"seed": 3}
     await store.close()
     with raw_connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 2
         assert [row[0] for row in conn.execute("SELECT text FROM notes ORDER BY id")] == ["v2", "v3"]
 
 
@@ -483,7 +483,7 @@ async def test_a_failing_migration_changes_nothing(tmp_path: Path, monkeypatch: 
         await SqliteSettingsStore.open(path)
     assert str(path) in str(caught.value)
     with raw_connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'notes'").fetchone()[0] == 0
 
 
@@ -499,7 +499,7 @@ def make_real_database(path: Path, rows: int) -> None:
             "INSERT INTO settings VALUES ('channel', ?, 'system', ?, 'now', NULL)",
             [(i, '"' + "x" * 200 + '"') for i in range(rows)],
         )
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("PRAGMA user_version = 1")  # a file from before the answer records
         conn.execute("COMMIT")
 
 

@@ -67,6 +67,47 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    # 2: answer records (bot/answers/). One row per generation of an answer; its messages in their own
+    # table so an answer can be found from any of them. Times are UTC ISO 8601 text (milliseconds).
+    (
+        """
+        CREATE TABLE answers (
+            answer_id TEXT PRIMARY KEY,
+            answer_key INTEGER NOT NULL,
+            generation INTEGER NOT NULL DEFAULT 0,
+            kind TEXT NOT NULL,
+            guild_id INTEGER,
+            channel_id INTEGER NOT NULL,
+            requester_id INTEGER NOT NULL,
+            prompt_author_id INTEGER,
+            prompt_author_name TEXT,
+            prompt_text TEXT,
+            model TEXT NOT NULL,
+            settings TEXT NOT NULL DEFAULT '{}',
+            state TEXT NOT NULL CHECK (state IN ('streaming', 'finished')),
+            outcome TEXT,
+            done_reason TEXT,
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            eval_count INTEGER,
+            prompt_eval_count INTEGER,
+            host TEXT,
+            instance TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX answers_by_key ON answers (answer_key, generation)",
+        "CREATE INDEX answers_by_created ON answers (created_at)",
+        "CREATE INDEX answers_streaming ON answers (created_at) WHERE state = 'streaming'",
+        """
+        CREATE TABLE answer_messages (
+            answer_id TEXT NOT NULL REFERENCES answers (answer_id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            message_id INTEGER NOT NULL,
+            PRIMARY KEY (answer_id, position)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX answer_messages_by_message ON answer_messages (message_id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -244,6 +285,13 @@ class SqliteSettingsStore:
         if key is not None:
             check_key(key)
         return await self._call(functools.partial(self._db.delete, scope, key))
+
+    async def run_job(self, action: str, job: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """Run `job` with the connection in one transaction on the worker thread; for the file's other tables.
+
+        `action` says what failed in the StoreError raised for an SQLite error ("could not <action>").
+        """
+        return await self._call(functools.partial(self._db.run, action, job, write))
 
     async def close(self) -> None:
         """Finish queued operations, close the connection and stop the worker thread."""
@@ -506,6 +554,14 @@ class _SqliteFile:
                 return cursor.rowcount
         except sqlite3.Error as exc:
             raise self._failed("remove settings", exc) from exc
+
+    def run(self, action: str, job: Callable[[sqlite3.Connection], T], write: bool) -> T:
+        conn = self._connection()
+        try:
+            with _transaction(conn, "BEGIN IMMEDIATE" if write else "BEGIN"):
+                return job(conn)
+        except sqlite3.Error as exc:
+            raise self._failed(action, exc) from exc
 
     def close(self) -> None:
         if self._conn is not None:

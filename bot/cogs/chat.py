@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -14,6 +13,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.answers.book import LiveAnswer
+from bot.answers.records import AnswerKind, AnswerRecord, AskPrompt
+from bot.answers.sink import RecordingSink
+from bot.answers.usage import UsageMeter
 from bot.attachments import AttachmentLimits, AttachmentRecord, encode_image, inline_text, plan_attachments
 from bot.channel_settings.effective import effective_settings
 from bot.channel_settings.resolve import EffectiveSettings
@@ -47,7 +50,7 @@ THREAD_WELCOME = "Ask me anything here: I answer every message in this thread (n
 STOP_REFUSED = "Only the person who asked, or someone who can manage this channel, can stop this answer."
 REGENERATE_REFUSED = "Only the person who asked, or someone who can manage this channel, can regenerate this answer."
 STOP_EXPIRED = "This answer is no longer being generated (it finished, or the bot restarted)."
-REGENERATE_EXPIRED = "This answer can't be regenerated any more: its question is gone (deleted, or the bot restarted)."
+REGENERATE_EXPIRED = "This answer can't be regenerated any more: its question was deleted, or is too old."
 STILL_ANSWERING = "This answer is still being written; stop it first."
 RESTARTING = "The bot is restarting; please ask again in a moment."
 # Channel kinds and permissions (see bot/places.py).
@@ -73,8 +76,6 @@ NO_HISTORY = (
 # Shown on a question the bot can't answer because it may not post in that channel (the log names the permission).
 CANNOT_POST_REACTION = "🔇"
 CHATTY_TYPES = (discord.MessageType.default, discord.MessageType.reply)
-# /ask answers carry no reference to a user message, so their prompts are remembered for replies.
-ASK_MEMORY = 2048
 RATE_WINDOW = 60.0
 
 
@@ -98,6 +99,7 @@ class Request:
     guild_id: int | None
     channel_id: int | None
     notes: tuple[str, ...] = ()
+    ask: AskPrompt | None = None  # the question of an /ask (it exists only in the answer's record)
 
 
 class ChatCog(commands.Cog):
@@ -113,7 +115,6 @@ class ChatCog(commands.Cog):
             max_image_bytes=int(settings.max_image_mb * 1024 * 1024),
             max_text_bytes=settings.max_text_file_kb * 1024,
         )
-        self._ask_prompts: OrderedDict[int, ChatRecord] = OrderedDict()
         self.places = ChannelResolver(bot)
         self._active: dict[int, ActiveReply] = {}
         self._busy = 0
@@ -314,13 +315,30 @@ class ChatCog(commands.Cog):
             if parent is None:
                 break
             chain.append(to_record(parent, bot_id=my_id))
-            remembered = self._ask_prompts.get(parent.id)
-            if remembered is not None:
-                chain.append(remembered)
+            asked = await self._ask_behind(parent, my_id)
+            if asked is not None:
+                chain.extend(reversed(asked))
                 break
             current = parent
         chain.reverse()
         return chain[-limit:], len(chain) > limit
+
+    async def _ask_behind(self, message: discord.Message, my_id: int) -> list[ChatRecord] | None:
+        """For a part of an /ask answer: its question and the parts before it, oldest first (else None).
+
+        /ask answers reply to no message, so the chain ends there; the answer's record knows the rest.
+        """
+        if message.author.id != my_id or message.reference is not None:
+            return None  # channel answers reply to their prompt or to their previous part
+        record = await self.services.answers.find_by_message(message.id)
+        asked = record.ask_record() if record is not None else None
+        if record is None or asked is None:
+            return None
+        earlier = [asked]
+        for part_id in record.parts_before(message.id):
+            with contextlib.suppress(discord.HTTPException):
+                earlier.append(to_record(await message.channel.fetch_message(part_id), bot_id=my_id))
+        return earlier
 
     async def _channel_history(self, message: discord.Message, my_id: int, limit: int) -> tuple[list[ChatRecord], bool]:
         """The channel's (thread's, DM's) recent messages before `message`, oldest first."""
@@ -406,19 +424,12 @@ class ChatCog(commands.Cog):
                 key=interaction.id,
                 guild_id=interaction.guild_id,
                 channel_id=interaction.channel_id,
+                ask=AskPrompt(author_id=record.author_id, author_name=record.author_name, text=prompt),
             )
             sink = InteractionReplySink(interaction, key=interaction.id)
-            self._remember_ask(interaction.id, record)
             await self._generate(request, sink, rate_checked=True)
-            if sink.first_message_id is not None:
-                self._remember_ask(sink.first_message_id, record)
         finally:
             self._busy -= 1
-
-    def _remember_ask(self, message_id: int, record: ChatRecord) -> None:
-        self._ask_prompts[message_id] = record
-        while len(self._ask_prompts) > ASK_MEMORY:
-            self._ask_prompts.popitem(last=False)
 
     @app_commands.command(name="chat", description="Open a thread where the bot answers every message")
     @app_commands.describe(topic="The thread's name")
@@ -499,7 +510,8 @@ class ChatCog(commands.Cog):
             return
         self._busy += 1
         try:
-            prompt = await self._prompt_for(interaction, key)
+            record = await self.services.answers.find_by_key(key)
+            prompt = await self._prompt_for(interaction, key, record)
             if prompt is None:
                 await interaction.response.send_message(REGENERATE_EXPIRED, ephemeral=True)
                 return
@@ -511,8 +523,8 @@ class ChatCog(commands.Cog):
                 await interaction.response.send_message(_slow_down(retry), ephemeral=True)
                 return
             await interaction.response.defer()
-            parts = await self._answer_parts(clicked, me.id)
-            for extra in parts[1:]:
+            first, extras = await self._answer_parts(clicked, me.id, record)
+            for extra in extras:
                 with contextlib.suppress(discord.HTTPException):
                     await extra.delete()
             if isinstance(prompt, discord.Message):
@@ -534,19 +546,25 @@ class ChatCog(commands.Cog):
                     key=key,
                     guild_id=interaction.guild_id,
                     channel_id=interaction.channel_id,
+                    ask=record.prompt if record is not None else None,
                 )
-                sink = ChannelReplySink(parts[0], key=key)
+                sink = ChannelReplySink(first, key=key)
             if request is None:
                 return
             log.info("reply %s regenerated by user %s", key, interaction.user.id)
-            await self._generate(request, sink, reuse=[parts[0]], rate_checked=True, status=notes.REGENERATING)
+            await self._generate(
+                request, sink, reuse=[first], rate_checked=True, status=notes.REGENERATING, previous=record
+            )
         finally:
             self._busy -= 1
 
-    async def _prompt_for(self, interaction: discord.Interaction[Any], key: int) -> discord.Message | ChatRecord | None:
-        remembered = self._ask_prompts.get(key)
-        if remembered is not None:
-            return remembered
+    async def _prompt_for(
+        self, interaction: discord.Interaction[Any], key: int, record: AnswerRecord | None
+    ) -> discord.Message | ChatRecord | None:
+        """The question an answer answers: an /ask's from its record, else the prompt message (None if gone)."""
+        asked = record.ask_record() if record is not None else None
+        if asked is not None:
+            return asked
         channel = interaction.channel
         if not isinstance(channel, discord.abc.Messageable):
             return None
@@ -555,7 +573,35 @@ class ChatCog(commands.Cog):
         except discord.HTTPException:
             return None
 
-    async def _answer_parts(self, last: discord.Message, my_id: int) -> list[discord.Message]:
+    async def _answer_parts(
+        self, clicked: discord.Message, my_id: int, record: AnswerRecord | None
+    ) -> tuple[discord.Message, list[discord.Message | discord.PartialMessage]]:
+        """The first message of the answer `clicked` belongs to that still exists, and all its others.
+
+        The record lists every part (/ask follow-ups reply to nothing, so only the record can tell); an
+        answer without a record (older than the records, or the store failed) is found by walking the
+        chain of continuations, which reply to the previous part.
+        """
+        if record is None or clicked.id not in record.message_ids:
+            parts = await self._walk_answer_parts(clicked, my_id)
+            return parts[0], list(parts[1:])
+        later = list(record.message_ids)
+        unreadable: list[int] = []
+        first = clicked
+        while later and (message_id := later.pop(0)) != clicked.id:
+            try:
+                first = await clicked.channel.fetch_message(message_id)
+                break
+            except (discord.NotFound, discord.Forbidden):
+                continue  # deleted: the next part becomes the first
+            except discord.HTTPException:
+                unreadable.append(message_id)  # Discord trouble: at least try to delete it with the others
+        # The others are only deleted, which needs no fetch.
+        channel = self.bot.get_partial_messageable(clicked.channel.id)
+        extras = [clicked if mid == clicked.id else channel.get_partial_message(mid) for mid in unreadable + later]
+        return first, extras
+
+    async def _walk_answer_parts(self, last: discord.Message, my_id: int) -> list[discord.Message]:
         """All messages of one answer, first to `last` (continuations reply to the previous part)."""
         parts = [last]
         while True:
@@ -594,7 +640,9 @@ class ChatCog(commands.Cog):
         reuse: list[discord.Message] | None = None,
         rate_checked: bool = False,
         status: str | None = None,
+        previous: AnswerRecord | None = None,
     ) -> None:
+        """Stream an answer to `request` into `sink`, recording it (`previous`: the generation it regenerates)."""
         if not self.accepting:
             return  # shutting down: the question arrived after the drain began
         if not rate_checked and (retry := self._rate_limited(request.requester_id)):
@@ -619,12 +667,13 @@ class ChatCog(commands.Cog):
             stop_button=True,
             regenerate_button=True,
         )
-        chunks = self._queued_stream(effective, conversation.messages, status_line)
+        chunks = UsageMeter(self._queued_stream(effective, conversation.messages, status_line))
         extra = [*request.notes, *([HISTORY_TRIMMED] if conversation.trimmed else [])]
+        answer = self._start_record(request, sink, reuse or [], previous)
         task = asyncio.create_task(
             relay_reply(
                 chunks,
-                sink,
+                RecordingSink(sink, answer, _message_id),
                 clock=self.services.clock,
                 budget=self.services.budget,
                 options=options,
@@ -646,6 +695,30 @@ class ChatCog(commands.Cog):
             self._active.pop(request.key, None)
             _log_reply(result, guild_id=request.guild_id, channel_id=request.channel_id, model=effective.model)
             self._record_metrics(result)
+            await answer.finish(
+                outcome=result.outcome.value,
+                done_reason=result.done_reason,
+                eval_count=result.tokens,
+                prompt_eval_count=chunks.prompt_eval_count,
+            )
+
+    def _start_record(
+        self, request: Request, sink: MessageSink, reuse: list[discord.Message], previous: AnswerRecord | None
+    ) -> LiveAnswer:
+        """The answer's record, in state streaming; it is saved before the answer's first message."""
+        values = request.effective.values
+        return self.services.answers.start(
+            key=request.key,
+            kind=AnswerKind.ASK if request.ask is not None else AnswerKind.MESSAGE,
+            guild_id=request.guild_id,
+            channel_id=request.channel_id if request.channel_id is not None else sink.channel_key,
+            requester_id=request.requester_id,
+            model=request.effective.model,
+            settings={key: value for key, value in values.items() if value is not None},
+            prompt=request.ask,
+            message_ids=[message.id for message in reuse],
+            previous=previous,
+        )
 
     def _record_metrics(self, result: RelayResult) -> None:
         metrics = self.services.metrics
@@ -718,6 +791,11 @@ def _without_history(request: Request, access: ReplyAccess) -> Request:
 def _is_welcome(message: discord.Message, my_id: int) -> bool:
     """The bot's opening message of a /chat thread: an invitation, not a turn of the conversation."""
     return message.author.id == my_id and message.content == THREAD_WELCOME
+
+
+def _message_id(handle: object) -> int | None:
+    """The id of a message a reply sink posted (channel, interaction and webhook messages alike)."""
+    return handle.id if isinstance(handle, discord.Message) else None
 
 
 def _slow_down(retry: float) -> str:

@@ -24,6 +24,7 @@ REGENERATING = "-# 🔄 Regenerating…"
 EMPTY_ANSWER = "-# (the model returned an empty answer)"
 STOPPED = "⏹️ stopped"
 SHUTDOWN = "🔄 the bot is restarting; this answer was cut short"
+INTERRUPTED = "🔄 the bot restarted while writing this answer; it was cut short"
 
 
 def note(text: str) -> str:
