@@ -36,12 +36,14 @@ __all__ = [
     "ImageMemoryBudget",
     "TextFile",
     "classify",
+    "cut_point",
     "decode_text",
     "display_name",
     "encode_image",
     "fetch_attachments",
     "human_size",
     "inline_text",
+    "normalize_newlines",
     "plan_attachments",
     "quote_text_file",
 ]
@@ -553,18 +555,14 @@ def quote_text_file(filename: str, text: str, *, max_chars: int) -> tuple[str, s
     if max_chars < 0:
         raise ValueError(f"max_chars must be 0 or more, not {max_chars}")
     name = _display(filename)
-    text = text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+    text = normalize_newlines(text)
     if not text.strip():
         return f"Attached file {name} (empty).", None
 
     note: str | None = None
     marker = ""
     if len(text) > max_chars:
-        cut = max_chars
-        # End on a whole line when one ends near the limit, so the model does not see half a line.
-        newline = text.rfind("\n", max_chars - max_chars // 4, max_chars + 1)
-        if newline > 0:
-            cut = newline
+        cut = cut_point(text, max_chars)
         marker = f"\n[… truncated: {len(text) - cut:,} more characters]"
         note = f"{name} was cut to the first {cut:,} characters"
         text = text[:cut]
@@ -572,6 +570,20 @@ def quote_text_file(filename: str, text: str, *, max_chars: int) -> tuple[str, s
     language = _text_language(filename) or ""
     fence = _fence_for(text)
     return f"Attached file {name}:\n{fence}{language}\n{text}\n{fence}{marker}", note
+
+
+def normalize_newlines(text: str) -> str:
+    """Unix line ends and no trailing blank lines, as files are quoted into the prompt."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+
+
+def cut_point(text: str, max_chars: int) -> int:
+    """How much of normalised `text` a quote cut to `max_chars` keeps: all, the limit, or up to a line end near it."""
+    if len(text) <= max_chars:
+        return len(text)
+    # End on a whole line when one ends near the limit, so the model does not see half a line.
+    newline = text.rfind("\n", max_chars - max_chars // 4, max_chars + 1)
+    return newline if newline > 0 else max_chars
 
 
 def encode_image(data: bytes) -> str:

@@ -13,6 +13,8 @@ CORE = [
     *sorted((BOT / "streaming").glob("*.py")),
     *sorted((BOT / "channel_settings").glob("*.py")),
     BOT / "conversation.py",
+    BOT / "context_budget.py",
+    BOT / "prompt_preparation.py",
     BOT / "attachments.py",
     BOT / "config.py",
     BOT / "clock.py",

@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from bot.ollama.client import ChatChunk
 from bot.ollama.errors import OllamaError, OllamaHTTPError
 
-__all__ = ["THINKING", "rejects_think", "stream_without_rejected_think", "think_for_model"]
+__all__ = ["THINKING", "Think", "rejects_think", "stream_without_rejected_think", "think_for_model"]
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +29,11 @@ Think = bool | str | None
 def think_for_model(think: Think, capabilities: Sequence[str] | None) -> Think:
     """The `think` value to send: as set for a thinking model, None (left out) for any other.
 
-    `capabilities` None means Ollama could not be asked; then the setting is sent as it is and
-    a refusal is handled by :func:`stream_without_rejected_think`.
+    `think: false` is accepted by every model, so it is kept. `capabilities` None means Ollama could
+    not be asked; then the setting is sent as it is and a refusal is handled by
+    :func:`stream_without_rejected_think`.
     """
-    if think is None or capabilities is None or THINKING in capabilities:
+    if think is None or think is False or capabilities is None or THINKING in capabilities:
         return think
     return None
 
