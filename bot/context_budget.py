@@ -51,6 +51,9 @@ _CALIBRATION_RANGE = (0.25, 4.0)
 # A prompt this close to the window may itself have been cut by Ollama: its count is a lower bound.
 _NEAR_FULL = 0.9
 _CALIBRATION_KEYS = 1024
+# Below this many estimated tokens a prompt is mostly template overhead, which says nothing about
+# how the text itself tokenizes ("Alice: hi" is 3 tokens of text in a prompt of 8): not a sample.
+MIN_CALIBRATION_TOKENS = 256
 
 
 def estimate_tokens(text: str) -> float:
@@ -115,7 +118,7 @@ class TokenCalibration:
 
     def observe(self, model: str, conversation: Hashable, *, estimated: float, counted: int, window: int) -> None:
         """Learn from one answer: `estimated` tokens (uncalibrated) were sent and Ollama counted `counted`."""
-        if estimated <= 0 or counted <= 0:
+        if estimated < MIN_CALIBRATION_TOKENS or counted <= 0:
             return
         low, high = _CALIBRATION_RANGE
         sample = min(high, max(low, counted / estimated))

@@ -175,16 +175,24 @@ class ModelCatalog:
         self._profiles.pop(model, None)
 
     async def loaded_context(self, model: str) -> int | None:
-        """The context `model` is loaded with right now (/api/ps), or None if not loaded or unknown."""
+        """The context `model` is loaded with right now (/api/ps), or None if not loaded or unknown.
+
+        Only a model found loaded is answered from the cache: one that was not may have been loaded since.
+        """
+        wanted = _tagged(model)
         now = self._clock.now()
-        if self._loaded is None or now - self._loaded[0] >= LOADED_TTL:
-            try:
-                loaded = await self._client.ps()
-            except OllamaError:
-                return None
-            contexts = {m.name.lower(): m.context_length for m in loaded if m.context_length}
-            self._loaded = (now, {name: ctx for name, ctx in contexts.items() if ctx is not None})
-        return self._loaded[1].get(_tagged(model))
+        if self._loaded is not None and now - self._loaded[0] < LOADED_TTL and wanted in self._loaded[1]:
+            return self._loaded[1][wanted]
+        try:
+            loaded = await self._client.ps()
+        except OllamaError:
+            return None
+        contexts: dict[str, int] = {}
+        for entry in loaded:
+            if entry.context_length:
+                contexts[entry.name.lower()] = entry.context_length
+        self._loaded = (now, contexts)
+        return contexts.get(wanted)
 
     async def default_num_ctx(self) -> int:
         """The num_ctx Ollama uses when nobody sets one, by server version; the older, smaller one if unknown."""

@@ -525,22 +525,11 @@ class FakeOllama:
         self.models: dict[str, FakeModel] = {
             _normalize(m.name): m for m in (DEFAULT_MODELS if models is None else models)
         }
-        self.version = version
         self.parallel = parallel  # per-model concurrent generations; None = unlimited
         self.max_queue = max_queue  # waiting requests per model beyond which 503 is returned; None = unbounded
         self.load_delay = load_delay  # extra delay before the first chunk when the model is not loaded
-        release = _version_tuple(version)
-        # What a server of this release does (see the module docstring). capabilities in /api/show:
-        # v0.6.4 (#10066); projector models listed as vision only from v0.6.8 (#10509); in /api/tags from
-        # v0.30.0; `think` from v0.9.0; /api/ps context_length from v0.10.0.
-        self.shows_capabilities = release >= (0, 6, 4)
-        self.projector_counts_as_vision = release >= (0, 6, 8)
-        self.lists_capabilities = release >= (0, 30, 0)
-        self.knows_think = release >= (0, 9, 0)
-        self.ps_shows_context = release >= (0, 10, 0)
-        # envconfig.ContextLength: 2048 until v0.6.7, then 4096 (the VRAM-tiered default of newer servers on a
-        # machine with less than 23 GiB of VRAM). Capped at the model's trained context (llm/server.go).
-        self.default_num_ctx = default_num_ctx or (4096 if release >= (0, 6, 7) else 2048)
+        self._fixed_num_ctx = default_num_ctx
+        self.set_version(version)
         self._loaded_ctx: dict[str, int] = {}
         registry_models = [*self.models.values(), PULLABLE_EXTRA] if registry is None else list(registry)
         self.registry: dict[str, FakeModel] = {_normalize(m.name): m for m in registry_models}
@@ -566,7 +555,9 @@ class FakeOllama:
 
     async def start(self) -> FakeOllama:
         """Bind to 127.0.0.1 on a random port."""
-        app = web.Application(middlewares=[self._middleware])
+        # Ollama (Gin) sets no request body limit, and a few 10 MB images as base64 are normal; aiohttp's
+        # default of 1 MiB would answer 413, which the real server never does.
+        app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024 * 1024)
         app.router.add_get("/", self._root)
         app.router.add_get("/api/version", self._version)
         app.router.add_get("/api/tags", self._tags)
@@ -611,6 +602,21 @@ class FakeOllama:
         return f"http://127.0.0.1:{self.port}"
 
     # ---- test helpers
+
+    def set_version(self, version: str) -> None:
+        """Answer like that release of Ollama (see the module docstring for what changes)."""
+        self.version = version
+        release = _version_tuple(version)
+        # capabilities in /api/show: v0.6.4 (#10066); projector models listed as vision only from v0.6.8
+        # (#10509); in /api/tags from v0.30.0; `think` from v0.9.0; /api/ps context_length from v0.10.0.
+        self.shows_capabilities = release >= (0, 6, 4)
+        self.projector_counts_as_vision = release >= (0, 6, 8)
+        self.lists_capabilities = release >= (0, 30, 0)
+        self.knows_think = release >= (0, 9, 0)
+        self.ps_shows_context = release >= (0, 10, 0)
+        # envconfig.ContextLength: 2048 until v0.6.7, then 4096 (the VRAM-tiered default of newer servers on a
+        # machine with less than 23 GiB of VRAM). Capped at the model's trained context (llm/server.go).
+        self.default_num_ctx = self._fixed_num_ctx or (4096 if release >= (0, 6, 7) else 2048)
 
     @property
     def chat_requests(self) -> list[RecordedRequest]:
