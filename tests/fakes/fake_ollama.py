@@ -355,9 +355,10 @@ def _rough_tokens(text: str) -> int:
 
 # A deterministic stand-in for a BPE tokenizer, realistic enough for context arithmetic: a common
 # English word (with its leading space) is one token, longer words split every 5 letters, numbers
-# every 3 digits, and every other character (punctuation, each CJK character, each other non-ASCII
-# character) is a token of its own. English prose comes out near 4.5 characters per token.
-_TOKEN = re.compile(r" ?[A-Za-z]{1,5}| ?\d{1,3}|\s|[^\sA-Za-z\d]")
+# every 3 digits, a run of whitespace is one token (as in tiktoken-style pre-tokenizers, which Llama 3
+# and Qwen use), ASCII punctuation goes in pairs ("):", "']"), and each non-ASCII character (CJK
+# included) is a token of its own. English prose comes out near 4.5 characters per token.
+_TOKEN = re.compile(r" ?[A-Za-z]{1,5}| ?\d{1,3}| ?[!-/:-@\[-`{-~]{1,2}|[^\x00-\x7f]|\s+(?!\S)|\s+|.", re.DOTALL)
 # Per message: the chat template's role header and end-of-turn markers.
 MESSAGE_OVERHEAD_TOKENS = 4
 # Ollama's truncation heuristic charges each image this many tokens (server/prompt.go, chatPrompt:
