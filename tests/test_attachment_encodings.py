@@ -73,7 +73,13 @@ async def test_fetch_downloads_only_what_fits_and_reports_the_rest() -> None:
     text = AttachmentRecord("t.txt", 10, "text/plain", ref="t")
     binary = AttachmentRecord("x.txt", 10, "text/plain", ref="x")
     gone = AttachmentRecord("gone.txt", 10, "text/plain", ref="gone")
-    blobs = {"a": b"AAA", "b": b"BBB", "t": "Un été à Paris.".encode("latin-1"), "x": b"\x00\x01\x02\x03\x04", "gone": None}
+    blobs = {
+        "a": b"AAA",
+        "b": b"BBB",
+        "t": "Un été à Paris.".encode("latin-1"),
+        "x": b"\x00\x01\x02\x03\x04",
+        "gone": None,
+    }
     fetched_refs: list[object] = []
 
     async def download(record: AttachmentRecord) -> bytes | None:
