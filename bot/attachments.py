@@ -16,6 +16,7 @@ ignores them, so the caller must pass ``vision`` from the model's capabilities.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import codecs
 import enum
@@ -684,25 +685,31 @@ async def fetch_attachments(
     """
     fetched = FetchedAttachments()
     no_room: list[AttachmentRecord] = []
-    for record in plan.images + plan.texts:
-        is_image = record in plan.images
-        if is_image:
-            if not image_memory.try_reserve(record.size):
-                no_room.append(record)
+    try:
+        for record in plan.images + plan.texts:
+            is_image = record in plan.images
+            if is_image:
+                if not image_memory.try_reserve(record.size):
+                    no_room.append(record)
+                    continue
+                fetched.reserved += record.size
+            data = await download(record)
+            if data is None:
+                fetched.notes.append(f"{_display(record.filename)} could not be downloaded from Discord.")
                 continue
-            fetched.reserved += record.size
-        data = await download(record)
-        if data is None:
-            fetched.notes.append(f"{_display(record.filename)} could not be downloaded from Discord.")
-            continue
-        if is_image:
-            fetched.images.append(encode_image(data))
-            continue
-        text = decode_text(data)
-        if text is None:
-            fetched.notes.append(_binary_note(record.filename))
-        else:
-            fetched.files.append(TextFile(record.filename, text))
+            if is_image:
+                fetched.images.append(encode_image(data))
+                continue
+            # Detection takes tens of milliseconds on a large file: keep it off the event loop.
+            text = await asyncio.to_thread(decode_text, data)
+            if text is None:
+                fetched.notes.append(_binary_note(record.filename))
+            else:
+                fetched.files.append(TextFile(record.filename, text))
+    except BaseException:
+        # Cancelled (Stop, shutdown) or failed mid-way: nobody will release what was held.
+        image_memory.release(fetched.reserved)
+        raise
     if no_room:
         fetched.notes.append(
             f"{_names(no_room)} {_was(no_room)} not sent: the bot is holding as many images as it may for "

@@ -16,7 +16,7 @@ from bot.attachments import AttachmentLimits, AttachmentPlan, AttachmentRecord, 
 from bot.channel_settings.resolve import EffectiveSettings
 from bot.context_budget import ContextBudget, TokenCalibration, answer_reserve, context_window, fit_to_context
 from bot.conversation import ChatRecord, build_conversation
-from bot.ollama.catalog import ModelCatalog, ModelProfile
+from bot.ollama.catalog import OLD_DEFAULT_NUM_CTX, ModelCatalog, ModelProfile
 from bot.ollama.errors import OllamaError
 from bot.ollama.think_gate import Think, think_for_model
 
@@ -39,6 +39,8 @@ class PreparedPrompt:
     has_images: bool = False
     # Image bytes held in the process-wide budget until the request is done.
     held_bytes: int = 0
+    # The `think` value to send (None: leave the field out).
+    think: Think = None
 
 
 class PromptPreparer:
@@ -86,15 +88,20 @@ class PromptPreparer:
             download_notes = fetched.notes
             if fetched.images:
                 chain[-1] = replace(chain[-1], images=tuple(fetched.images))
-        built = build_conversation(
-            chain,
-            max_messages=effective.history or self._history_max_messages,
-            max_chars=self._history_max_chars,
-            system=effective.system,
-            chain_cut=chain_cut,
-        )
-        budget = await self._budget(effective, conversation)
-        fitted = fit_to_context(built.messages, files, budget, max_file_chars=self._limits.max_text_chars)
+        try:
+            built = build_conversation(
+                chain,
+                max_messages=effective.history or self._history_max_messages,
+                max_chars=self._history_max_chars,
+                system=effective.system,
+                chain_cut=chain_cut,
+            )
+            profile = await self._profile(effective.model)
+            budget = await self._budget(effective, profile, conversation)
+            fitted = fit_to_context(built.messages, files, budget, max_file_chars=self._limits.max_text_chars)
+        except BaseException:
+            self.image_memory.release(held)
+            raise
         return PreparedPrompt(
             messages=fitted.messages,
             notes=[*fitted.notes, *download_notes],
@@ -104,6 +111,7 @@ class PromptPreparer:
             estimated_tokens=fitted.estimated_tokens,
             has_images=fitted.has_images,
             held_bytes=held,
+            think=think_for_model(effective.think, profile.capabilities if profile is not None else None),
         )
 
     def release(self, prepared: PreparedPrompt) -> None:
@@ -119,14 +127,6 @@ class PromptPreparer:
             model, conversation, estimated=prepared.estimated_tokens, counted=prompt_eval_count, window=prepared.window
         )
 
-    async def think_for(self, effective: EffectiveSettings) -> Think:
-        """The `think` value to send for this model: left out when the model cannot think."""
-        think = effective.think
-        if think is None:
-            return None
-        profile = await self._profile(effective.model)
-        return think_for_model(think, profile.capabilities if profile is not None else None)
-
     def forget(self, model: str) -> None:
         """Ollama contradicted what is cached about `model` (e.g. refused think): ask again next time."""
         self._catalog.forget(model)
@@ -139,13 +139,20 @@ class PromptPreparer:
             log.debug("no /api/show for %s: %s", model, type(exc).__name__)
             return None
 
-    async def _budget(self, effective: EffectiveSettings, conversation: Hashable) -> ContextBudget:
+    async def _budget(
+        self, effective: EffectiveSettings, profile: ModelProfile | None, conversation: Hashable
+    ) -> ContextBudget:
         options = effective.options
         configured = _positive_int(options.get("num_ctx"))
-        profile = await self._profile(effective.model)
-        loaded = None if configured else await self._catalog.loaded_context(effective.model)
-        modelfile = profile.modelfile_num_ctx if profile is not None else None
-        server_default = await self._catalog.default_num_ctx() if not (configured or loaded or modelfile) else 0
+        loaded = modelfile = None
+        server_default = OLD_DEFAULT_NUM_CTX
+        # Without /api/show Ollama is unreachable or lacks the model: the request will fail and say so,
+        # so do not make it wait for more lookups.
+        if profile is not None and not configured:
+            loaded = await self._catalog.loaded_context(effective.model)
+            modelfile = profile.modelfile_num_ctx
+            if not (loaded or modelfile):
+                server_default = await self._catalog.default_num_ctx()
         window = context_window(
             configured=configured,
             loaded=loaded,

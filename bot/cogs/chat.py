@@ -575,7 +575,6 @@ class ChatCog(commands.Cog):
                 late_notes.extend(notes.note(text) for text in prepared.notes)
                 if prepared.history_limited:
                     late_notes.insert(0, HISTORY_TRIMMED)
-                think = await self.prompts.think_for(effective)
 
                 def open_with(think_value: bool | str | None) -> AsyncGenerator[ChatChunk, None]:
                     return self.services.ollama.chat_stream(
@@ -588,7 +587,7 @@ class ChatCog(commands.Cog):
 
                 def open_stream() -> AsyncGenerator[ChatChunk, None]:
                     return stream_without_rejected_think(
-                        open_with, think, on_rejected=lambda: self.prompts.forget(effective.model)
+                        open_with, prepared.think, on_rejected=lambda: self.prompts.forget(effective.model)
                     )
 
                 retrying = stream_with_busy_retry(open_stream, clock=self.services.clock, on_retry=on_retry)
