@@ -8,6 +8,7 @@ and attachments that must not be downloaded before the request is admitted.
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from typing import Any
 
 from bot.streaming import notes
@@ -81,7 +82,7 @@ async def test_think_refused_by_ollama_is_asked_again_without_it(harness: Harnes
     await command(harness, "set", {"option": "think", "value": "high"})
     await ask(harness, "first")  # the bot learns (and caches) that qwen3:8b can think
     # The model is replaced by one that cannot (a re-pull); the cached capabilities are now stale.
-    harness.ollama.models["qwen3:8b"].capabilities = ("completion", "tools")
+    harness.ollama.add_model(replace(harness.ollama.models["qwen3:8b"], capabilities=("completion", "tools")))
 
     _, parts = await ask(harness, "second")
 

@@ -523,8 +523,9 @@ class FakeOllama:
         load_delay: float = 0.0,
         default_num_ctx: int | None = None,
     ) -> None:
+        # Copies: a test may change a model (e.g. its capabilities) without touching the shared defaults.
         self.models: dict[str, FakeModel] = {
-            _normalize(m.name): m for m in (DEFAULT_MODELS if models is None else models)
+            _normalize(m.name): replace(m) for m in (DEFAULT_MODELS if models is None else models)
         }
         self.parallel = parallel  # per-model concurrent generations; None = unlimited
         self.max_queue = max_queue  # waiting requests per model beyond which 503 is returned; None = unbounded
