@@ -115,8 +115,8 @@ async def test_a_llava_model_on_an_old_server_still_gets_images(harness: Harness
 
 
 async def test_a_long_conversation_over_a_small_num_ctx_is_budgeted_with_a_note(harness: Harness) -> None:
-    answer = PROSE.split(" ")[:-1] * 3  # ~90 words per answer
-    harness.ollama.default_script = ChatScript(tokens=[f" {w}" for w in answer])
+    answer = PROSE * 5  # ~140 words per answer, sent as one chunk to keep Discord writes few
+    harness.ollama.default_script = ChatScript(tokens=[answer.strip()])
     await harness.start_bot()
     await command(harness, "set", {"option": "num_ctx", "value": "512"})
 
@@ -134,8 +134,9 @@ async def test_a_long_conversation_over_a_small_num_ctx_is_budgeted_with_a_note(
     assert final.fit.num_ctx == 512
     assert final.json["messages"][-1]["content"].startswith("Alice: Go on, part 2.")
     assert notes.context_history_trimmed(512) in parts[-1]
-    # History was kept as far as it fits, newest first.
-    assert len(final.json["messages"]) > 1
+    # The newest history was kept as far as it fits, starting with a question.
+    kept = final.json["messages"][:-1]
+    assert kept and kept[0]["content"].startswith("Alice: Go on, part 1.") and kept[-1]["role"] == "assistant"
 
 
 async def test_a_big_attachment_over_num_ctx_is_cut_to_fit_with_a_note(harness: Harness) -> None:
