@@ -284,6 +284,7 @@ class ChatCog(commands.Cog):
 
     @staticmethod
     async def _download(file: AttachmentRecord) -> bytes | None:
+        """The bytes of a planned attachment from Discord's CDN; None if Discord would not give them."""
         attachment = file.ref
         assert isinstance(attachment, discord.Attachment)
         try:
