@@ -1,9 +1,13 @@
 """Attachments: decide which files a message's attachments become, and turn their bytes into prompt parts.
 
-Pure and standard library only. The Discord adapter converts each ``discord.Attachment`` into an
-:class:`AttachmentRecord`, asks :func:`plan_attachments` which ones to download, downloads those
-itself, then passes image bytes to :func:`encode_image` and text bytes to :func:`inline_text`.
+Pure (no Discord). The Discord adapter converts each ``discord.Attachment`` into an
+:class:`AttachmentRecord` and asks :func:`plan_attachments` which ones to use; only once the request
+has been admitted (rate limit and queue) does :func:`fetch_attachments` download them through a
+callable the adapter supplies, turning image bytes into base64 and text bytes into :class:`TextFile`.
 Every skipped file gets a short user-facing note (plain text; the adapter adds the note prefix).
+
+Text files in other encodings than UTF-8 (Shift-JIS, GBK, Latin-1, UTF-16 without a byte order
+mark…) are recognised with charset-normalizer rather than decoded into mojibake or refused.
 
 Images go to Ollama as bare standard base64 (a ``data:`` URL prefix makes the server answer 400).
 The server does not reject images sent to a model without the ``vision`` capability, it silently
@@ -12,11 +16,16 @@ ignores them, so the caller must pass ``vision`` from the model's capabilities.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import codecs
 import enum
-from collections.abc import Sequence
+import logging
+import unicodedata
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, fields
+
+import charset_normalizer
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -24,12 +33,23 @@ __all__ = [
     "AttachmentLimits",
     "AttachmentPlan",
     "AttachmentRecord",
+    "FetchedAttachments",
+    "ImageMemoryBudget",
+    "TextFile",
     "classify",
+    "cut_point",
+    "decode_text",
+    "display_name",
     "encode_image",
+    "fetch_attachments",
     "human_size",
     "inline_text",
+    "normalize_newlines",
     "plan_attachments",
+    "quote_text_file",
 ]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +296,11 @@ def _is_unsupported_image(record: AttachmentRecord) -> bool:
     return media in _GENERIC_TYPES and _name_parts(record.filename)[2] in _UNSUPPORTED_IMAGE_EXTENSIONS
 
 
+def display_name(name: str) -> str:
+    """A file name as notes show it: in inline code, without backticks or control characters."""
+    return _display(name)
+
+
 def _display(name: str) -> str:
     """A name safe to show inside inline code: no backticks, no control characters, not too long."""
     cleaned = "".join(" " if ch.isspace() or ord(ch) < 32 or ord(ch) == 127 else ch for ch in name)
@@ -404,24 +429,102 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 _TEXT_CONTROLS = frozenset("\t\n\r\f\v\x1b")
 
 
-def _decode(data: bytes) -> str | None:
-    """The text in ``data``, or None when it looks binary."""
+def decode_text(data: bytes) -> str | None:
+    """The text in ``data`` whatever its encoding, or None when it looks binary."""
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             # A byte order mark is strong evidence of text: repair rather than refuse.
             return data.decode(encoding, errors="replace").lstrip("\ufeff")
-    if b"\x00" in data:
+    text = _decode_without_bom(data)
+    if text is None:
         return None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        # Legacy Windows files are the common non-UTF-8 text; latin-1 accepts any byte as a last resort.
-        try:
-            text = data.decode("cp1252")
-        except UnicodeDecodeError:
-            text = data.decode("latin-1")
     controls = sum(1 for ch in text if ord(ch) < 32 and ch not in _TEXT_CONTROLS)
     if controls * 10 > len(text):
+        return None
+    return text
+
+
+def _decode_without_bom(data: bytes) -> str | None:
+    if b"\x00" in data:
+        # Text has no NUL characters, but UTF-16 has NUL bytes (and ASCII in UTF-16 is even valid UTF-8).
+        found = _utf16_without_bom(data)
+        if found is None:
+            # Mostly non-Latin UTF-16 (e.g. Japanese) has only the odd NUL: let the detector judge,
+            # among the UTF-16 byte orders only (binary data rarely passes its checks).
+            best = charset_normalizer.from_bytes(data, cp_isolation=["utf_16_le", "utf_16_be"]).best()
+            found = str(best) if best is not None else None
+        return found
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    # Checked before the detector: on short Western text it often guesses a Baltic or Central
+    # European code page, which turns "crème brûlée" into "crčme brűlée".
+    western = _western_text(data)
+    if western is not None:
+        return western
+    best = charset_normalizer.from_bytes(data).best()
+    if best is not None:
+        log.debug("attachment decoded as %s", best.encoding)
+        return str(best)
+    return data.decode("cp1252", errors="replace")
+
+
+# UTF-16 without a byte order mark: text mostly in the first 256 code points has a NUL in every
+# other byte (odd positions for little endian, even ones for big endian). Text entirely outside
+# that range (e.g. all Japanese) has no such pattern and is left to charset-normalizer.
+_UTF16_ZERO_SHARE = 0.4
+_UTF16_STRAY_ZERO_SHARE = 0.1
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    pairs = len(data) // 2
+    if pairs < 2 or len(data) % 2:
+        return None
+    even_zeros = data[0::2].count(0)
+    odd_zeros = data[1::2].count(0)
+    if odd_zeros >= _UTF16_ZERO_SHARE * pairs and even_zeros <= _UTF16_STRAY_ZERO_SHARE * pairs:
+        encoding = "utf-16-le"
+    elif even_zeros >= _UTF16_ZERO_SHARE * pairs and odd_zeros <= _UTF16_STRAY_ZERO_SHARE * pairs:
+        encoding = "utf-16-be"
+    else:
+        return None
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+
+
+# Western European text in Windows-1252 (a superset of the printable part of Latin-1, and what
+# "Latin-1" files from Windows really are): accented letters are a small share of the letters and
+# never come in long runs. Cyrillic, Greek or CJK bytes read as cp1252 also give "letters", but
+# whole words of them, so they fail this test and go to the detector.
+_WESTERN_PUNCTUATION = frozenset("\u00a0«»°§£©®±µ·¿¡€‘’‚“”„–—…•†‡‰™")
+_WESTERN_LETTER_SHARE = 0.5
+_WESTERN_RUN = 3
+
+
+def _western_text(data: bytes) -> str | None:
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        return None
+    letters = accented = run = 0
+    for ch in text:
+        if ord(ch) < 128:
+            run = 0
+            letters += ch.isalpha()
+            continue
+        run += 1
+        if run > _WESTERN_RUN:
+            return None
+        if ch in _WESTERN_PUNCTUATION:
+            continue
+        if not ch.isalpha() or not unicodedata.name(ch, "").startswith("LATIN "):
+            return None
+        letters += 1
+        accented += 1
+    if accented > _WESTERN_LETTER_SHARE * max(letters, 1):
         return None
     return text
 
@@ -438,22 +541,29 @@ def inline_text(filename: str, data: bytes, *, max_chars: int) -> tuple[str, str
     """A prompt block quoting a text file in a code fence, and a note if it was cut or could not be read."""
     if max_chars < 0:
         raise ValueError(f"max_chars must be 0 or more, not {max_chars}")
-    name = _display(filename)
-    text = _decode(data)
+    text = decode_text(data)
     if text is None:
-        return "", f"{name} was skipped: it looks like a binary file, not text"
-    text = text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+        return "", _binary_note(filename)
+    return quote_text_file(filename, text, max_chars=max_chars)
+
+
+def _binary_note(filename: str) -> str:
+    return f"{_display(filename)} was skipped: it looks like a binary file, not text"
+
+
+def quote_text_file(filename: str, text: str, *, max_chars: int) -> tuple[str, str | None]:
+    """A prompt block quoting already decoded text in a code fence, cut to `max_chars`, and a note if it was cut."""
+    if max_chars < 0:
+        raise ValueError(f"max_chars must be 0 or more, not {max_chars}")
+    name = _display(filename)
+    text = normalize_newlines(text)
     if not text.strip():
         return f"Attached file {name} (empty).", None
 
     note: str | None = None
     marker = ""
     if len(text) > max_chars:
-        cut = max_chars
-        # End on a whole line when one ends near the limit, so the model does not see half a line.
-        newline = text.rfind("\n", max_chars - max_chars // 4, max_chars + 1)
-        if newline > 0:
-            cut = newline
+        cut = cut_point(text, max_chars)
         marker = f"\n[… truncated: {len(text) - cut:,} more characters]"
         note = f"{name} was cut to the first {cut:,} characters"
         text = text[:cut]
@@ -461,6 +571,20 @@ def inline_text(filename: str, data: bytes, *, max_chars: int) -> tuple[str, str
     language = _text_language(filename) or ""
     fence = _fence_for(text)
     return f"Attached file {name}:\n{fence}{language}\n{text}\n{fence}{marker}", note
+
+
+def normalize_newlines(text: str) -> str:
+    """Unix line ends and no trailing blank lines, as files are quoted into the prompt."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+
+
+def cut_point(text: str, max_chars: int) -> int:
+    """How much of normalised `text` a quote cut to `max_chars` keeps: all, the limit, or up to a line end near it."""
+    if len(text) <= max_chars:
+        return len(text)
+    # End on a whole line when one ends near the limit, so the model does not see half a line.
+    newline = text.rfind("\n", max_chars - max_chars // 4, max_chars + 1)
+    return newline if newline > 0 else max_chars
 
 
 def encode_image(data: bytes) -> str:
@@ -487,3 +611,108 @@ def human_size(n: int) -> str:
 def _one_decimal_below_ten(value: float) -> str:
     shown = f"{value:.1f}" if value < 9.95 else f"{value:.0f}"
     return shown.removesuffix(".0")
+
+
+@dataclass(frozen=True, slots=True)
+class TextFile:
+    """A text attachment, decoded, waiting to be quoted into the prompt (and cut to fit the context)."""
+
+    filename: str
+    text: str
+
+
+class ImageMemoryBudget:
+    """A process-wide cap on the bytes of downloaded images held for requests on their way to Ollama.
+
+    Images are downloaded only once a request has its turn, so a long queue holds no image bytes;
+    this bounds what the requests being sent at once hold together (each image also lives on as
+    base64 and inside the request body while it is sent, so the memory used is about three times
+    what is counted here). An image that does not fit is left out with a note instead of waiting,
+    because waiting would hold an Ollama slot idle.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 0:
+            raise ValueError(f"capacity must be 0 or more, not {capacity}")
+        self._capacity = capacity
+        self._used = 0
+
+    @property
+    def capacity(self) -> int:
+        """Bytes that may be held at once."""
+        return self._capacity
+
+    @property
+    def used(self) -> int:
+        """Bytes held right now."""
+        return self._used
+
+    def try_reserve(self, size: int) -> bool:
+        """Hold `size` bytes if they fit; False (nothing held) if not."""
+        if size < 0:
+            raise ValueError(f"size must be 0 or more, not {size}")
+        if self._used + size > self._capacity:
+            return False
+        self._used += size
+        return True
+
+    def release(self, size: int) -> None:
+        """Give back bytes held by :meth:`try_reserve`."""
+        self._used = max(0, self._used - size)
+
+
+@dataclass(slots=True)
+class FetchedAttachments:
+    """The planned attachments, downloaded: images as base64, text files decoded, notes for what failed."""
+
+    images: list[str] = field(default_factory=list)
+    files: list[TextFile] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    # Bytes held in the ImageMemoryBudget until the request is done: pass to its release().
+    reserved: int = 0
+
+
+async def fetch_attachments(
+    plan: AttachmentPlan,
+    download: Callable[[AttachmentRecord], Awaitable[bytes | None]],
+    *,
+    image_memory: ImageMemoryBudget,
+) -> FetchedAttachments:
+    """Download what `plan` chose; `download` returns None when a file could not be fetched.
+
+    Call it only once the request may go to Ollama. Images are counted against `image_memory`
+    (by their announced size, before downloading); the caller releases `reserved` afterwards.
+    """
+    fetched = FetchedAttachments()
+    no_room: list[AttachmentRecord] = []
+    try:
+        for record in plan.images + plan.texts:
+            is_image = record in plan.images
+            if is_image:
+                if not image_memory.try_reserve(record.size):
+                    no_room.append(record)
+                    continue
+                fetched.reserved += record.size
+            data = await download(record)
+            if data is None:
+                fetched.notes.append(f"{_display(record.filename)} could not be downloaded from Discord.")
+                continue
+            if is_image:
+                fetched.images.append(encode_image(data))
+                continue
+            # Detection takes tens of milliseconds on a large file: keep it off the event loop.
+            text = await asyncio.to_thread(decode_text, data)
+            if text is None:
+                fetched.notes.append(_binary_note(record.filename))
+            else:
+                fetched.files.append(TextFile(record.filename, text))
+    except BaseException:
+        # Cancelled (Stop, shutdown) or failed mid-way: nobody will release what was held.
+        image_memory.release(fetched.reserved)
+        raise
+    if no_room:
+        fetched.notes.append(
+            f"{_names(no_room)} {_was(no_room)} not sent: the bot is holding as many images as it may for "
+            "other answers right now; please send it again in a moment"
+        )
+    return fetched

@@ -57,6 +57,7 @@ class Settings:
     user_requests_per_minute: int = 10
     max_image_mb: float = 10.0
     max_text_file_kb: int = 200
+    image_memory_mb: float = 64.0
     health_port: int | None = None
     health_host: str = "127.0.0.1"
     warm_up: bool = False
@@ -137,6 +138,7 @@ class Settings:
             ),
             max_image_mb=parsed("MAX_IMAGE_MB", 10.0, _bounded(float, 0.0, 100.0), "a number of megabytes"),
             max_text_file_kb=parsed("MAX_TEXT_FILE_KB", 200, _bounded(int, 0, 10_000), "a number of kilobytes"),
+            image_memory_mb=parsed("IMAGE_MEMORY_MB", 64.0, _bounded(float, 1.0, 65_536.0), "a number of megabytes"),
             health_port=parsed("HEALTH_PORT", None, _port, "a port number from 1 to 65535 (empty = off)"),
             health_host=get("HEALTH_HOST") or "127.0.0.1",
             warm_up=parsed("WARM_UP", False, _switch, "true or false"),

@@ -14,6 +14,8 @@ CORE = [
     *sorted((BOT / "channel_settings").glob("*.py")),
     *sorted((BOT / "answers").glob("*.py")),
     BOT / "conversation.py",
+    BOT / "context_budget.py",
+    BOT / "prompt_preparation.py",
     BOT / "attachments.py",
     BOT / "config.py",
     BOT / "clock.py",

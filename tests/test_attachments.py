@@ -361,6 +361,8 @@ def test_limits_reject_negative_values() -> None:
         ),
         ("u32.txt", "héllo".encode("utf-32"), "Attached file `u32.txt`:\n```\nhéllo\n```"),
         ("win.txt", "café “quoted”".encode("cp1252"), "Attached file `win.txt`:\n```\ncafé “quoted”\n```"),
+        # UTF-16 without a byte order mark used to be refused as binary (NUL bytes).
+        ("utf16-no-bom.txt", "hello".encode("utf-16-le"), "Attached file `utf16-no-bom.txt`:\n```\nhello\n```"),
         ("color.log", b"\x1b[31mred\x1b[0m\tok", "Attached file `color.log`:\n```\n\x1b[31mred\x1b[0m\tok\n```"),
     ],
 )
@@ -372,7 +374,6 @@ def test_inline_text_blocks(filename: str, data: bytes, block: str) -> None:
     ("filename", "data"),
     [
         ("image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"),
-        ("utf16-no-bom.txt", "hello".encode("utf-16-le")),
         ("nul.txt", b"hello\x00world"),
         ("controls.bin.txt", bytes(range(1, 32)) * 4),
     ],

@@ -17,15 +17,16 @@ from bot.answers.book import LiveAnswer
 from bot.answers.records import AnswerKind, AnswerRecord, AskPrompt
 from bot.answers.sink import RecordingSink
 from bot.answers.usage import UsageMeter
-from bot.attachments import AttachmentLimits, AttachmentRecord, encode_image, inline_text, plan_attachments
+from bot.attachments import AttachmentLimits, AttachmentPlan, AttachmentRecord, plan_attachments
 from bot.channel_settings.effective import effective_settings
 from bot.channel_settings.resolve import EffectiveSettings
-from bot.conversation import ChatRecord, build_conversation
+from bot.conversation import ChatRecord
 from bot.discord_io import NO_PINGS, ChannelReplySink, InteractionReplySink, to_record
 from bot.metrics import error_kind
 from bot.ollama.client import ChatChunk
 from bot.ollama.errors import OllamaError
 from bot.ollama.fair_share import QueuePosition, RequestQueue, UserRateLimiter, stream_with_busy_retry
+from bot.ollama.think_gate import stream_without_rejected_think
 from bot.places import (
     ChannelResolver,
     Place,
@@ -35,6 +36,7 @@ from bot.places import (
     place_of,
     reply_access,
 )
+from bot.prompt_preparation import PromptPreparer
 from bot.streaming import notes
 from bot.streaming.relay import SHUTDOWN_CANCEL, MessageSink, RelayOptions, RelayResult, StatusLine, relay_reply
 
@@ -100,6 +102,8 @@ class Request:
     channel_id: int | None
     notes: tuple[str, ...] = ()
     ask: AskPrompt | None = None  # the question of an /ask (it exists only in the answer's record)
+    # The prompt's attachments to use, downloaded only once the request has its turn on Ollama.
+    attachments: AttachmentPlan | None = None
 
 
 class ChatCog(commands.Cog):
@@ -116,6 +120,13 @@ class ChatCog(commands.Cog):
             max_text_bytes=settings.max_text_file_kb * 1024,
         )
         self.places = ChannelResolver(bot)
+        self.prompts = PromptPreparer(
+            services.catalog,
+            limits=self.attachment_limits,
+            image_memory_bytes=int(settings.image_memory_mb * 1024 * 1024),
+            history_max_messages=settings.history_max_messages,
+            history_max_chars=settings.history_max_chars,
+        )
         self._active: dict[int, ActiveReply] = {}
         self._busy = 0
         self.accepting = True
@@ -291,9 +302,8 @@ class ChatCog(commands.Cog):
             records, cut = await self._channel_history(message, my_id, limit)
         else:
             records, cut = await self._reply_chain(message, my_id, limit)
-        prompt, attachment_notes = await self._with_attachments(records[-1], message, effective.model)
-        records[-1] = prompt
-        if not prompt.content.strip() and not prompt.images:
+        plan, attachment_notes = await self._with_attachments(message, effective.model)
+        if not records[-1].content.strip() and plan is None:
             return None
         return Request(
             records=records,
@@ -304,6 +314,7 @@ class ChatCog(commands.Cog):
             guild_id=guild_id,
             channel_id=message.channel.id,
             notes=tuple(attachment_notes),
+            attachments=plan,
         )
 
     async def _reply_chain(self, message: discord.Message, my_id: int, limit: int) -> tuple[list[ChatRecord], bool]:
@@ -354,12 +365,13 @@ class ChatCog(commands.Cog):
         # The welcome opens a /chat thread: when it is the oldest message read, nothing lies before it.
         return records, len(earlier) == limit and not _is_welcome(earlier[-1], my_id)
 
-    async def _with_attachments(
-        self, record: ChatRecord, message: discord.Message, model: str
-    ) -> tuple[ChatRecord, list[str]]:
-        """Inline text files and attach images of the prompt message; notes for what was left out."""
+    async def _with_attachments(self, message: discord.Message, model: str) -> tuple[AttachmentPlan | None, list[str]]:
+        """Which attachments of the prompt message to use (None: none), and notes for the rest.
+
+        Nothing is downloaded here: that waits until the request has passed the rate limit and the queue.
+        """
         if not message.attachments:
-            return record, []
+            return None, []
         files = [
             AttachmentRecord(filename=a.filename, size=a.size, content_type=a.content_type, ref=a)
             for a in message.attachments
@@ -370,26 +382,17 @@ class ChatCog(commands.Cog):
             vision = False  # the request itself will explain what is wrong with the model
         plan = plan_attachments(files, model=model, vision=vision, limits=self.attachment_limits)
         found_notes = [notes.note(n) for n in plan.notes]
-        images: list[str] = []
-        blocks: list[str] = []
-        for file in plan.images + plan.texts:
-            attachment = file.ref
-            assert isinstance(attachment, discord.Attachment)
-            try:
-                data = await attachment.read()
-            except discord.HTTPException:
-                found_notes.append(notes.note(f"`{file.filename}` could not be downloaded from Discord."))
-                continue
-            if file in plan.images:
-                images.append(encode_image(data))
-                continue
-            block, problem = inline_text(file.filename, data, max_chars=self.attachment_limits.max_text_chars)
-            if block:
-                blocks.append(block)
-            if problem:
-                found_notes.append(notes.note(problem))
-        content = "\n\n".join([record.content, *blocks]) if blocks else record.content
-        return replace(record, content=content, images=tuple(images)), found_notes
+        return (plan if plan.images or plan.texts else None), found_notes
+
+    @staticmethod
+    async def _download(file: AttachmentRecord) -> bytes | None:
+        """The bytes of a planned attachment from Discord's CDN; None if Discord would not give them."""
+        attachment = file.ref
+        assert isinstance(attachment, discord.Attachment)
+        try:
+            return await attachment.read()
+        except discord.HTTPException:
+            return None
 
     # ---- slash commands
 
@@ -651,13 +654,6 @@ class ChatCog(commands.Cog):
             return
         settings = self.services.settings
         effective = request.effective
-        conversation = build_conversation(
-            request.records,
-            max_messages=effective.history or settings.history_max_messages,
-            max_chars=settings.history_max_chars,
-            system=effective.system,
-            chain_cut=request.cut,
-        )
         status_line = StatusLine()
         status_line.set(status)
         result = RelayResult()
@@ -667,8 +663,10 @@ class ChatCog(commands.Cog):
             stop_button=True,
             regenerate_button=True,
         )
-        chunks = UsageMeter(self._queued_stream(effective, conversation.messages, status_line))
-        extra = [*request.notes, *([HISTORY_TRIMMED] if conversation.trimmed else [])]
+        # The conversation is built once the request has its turn (attachments are downloaded then);
+        # what had to be left out arrives as result.notes.
+        chunks = UsageMeter(self._queued_stream(request, status_line, result.notes))
+        extra = list(request.notes)
         answer = self._start_record(request, sink, reuse or [], previous)
         task = asyncio.create_task(
             relay_reply(
@@ -732,10 +730,15 @@ class ChatCog(commands.Cog):
             metrics.ollama_errors.inc(kind=error_kind(result.error))
 
     async def _queued_stream(
-        self, effective: EffectiveSettings, messages: list[dict[str, object]], status: StatusLine
+        self, request: Request, status: StatusLine, late_notes: list[str]
     ) -> AsyncIterator[ChatChunk]:
-        """Wait for a turn on Ollama (showing the queue position), then stream, retrying 'server busy'."""
+        """Wait for a turn on Ollama (showing the queue position), then stream, retrying 'server busy'.
 
+        Attachments are downloaded and the conversation fitted to the model's context only once the
+        turn has come, so a queued request holds no image bytes.
+        """
+
+        effective = request.effective
         initial = status.text
 
         async def on_wait(position: QueuePosition) -> None:
@@ -744,21 +747,43 @@ class ChatCog(commands.Cog):
         async def on_retry(attempt: int, delay: float) -> None:
             status.set(notes.busy_retry_status(delay))
 
-        def open_stream() -> AsyncGenerator[ChatChunk, None]:
-            return self.services.ollama.chat_stream(
-                effective.model,
-                messages,
-                options=effective.options or None,
-                think=effective.think,
-                keep_alive=effective.keep_alive,
-            )
-
         async with self.queue.slot(on_wait):
             status.set(initial)  # the queue position is no longer news
-            retrying = stream_with_busy_retry(open_stream, clock=self.services.clock, on_retry=on_retry)
-            async with contextlib.aclosing(retrying) as stream:
-                async for chunk in stream:
-                    yield chunk
+            prepared = await self.prompts.prepare(
+                request.records,
+                chain_cut=request.cut,
+                effective=effective,
+                attachments=request.attachments,
+                download=self._download,
+                conversation=request.channel_id,
+            )
+            try:
+                late_notes.extend(notes.note(text) for text in prepared.notes)
+                if prepared.history_limited:
+                    late_notes.insert(0, HISTORY_TRIMMED)
+
+                def open_with(think_value: bool | str | None) -> AsyncGenerator[ChatChunk, None]:
+                    return self.services.ollama.chat_stream(
+                        effective.model,
+                        prepared.messages,
+                        options=effective.options or None,
+                        think=think_value,
+                        keep_alive=effective.keep_alive,
+                    )
+
+                def open_stream() -> AsyncGenerator[ChatChunk, None]:
+                    return stream_without_rejected_think(
+                        open_with, prepared.think, on_rejected=lambda: self.prompts.forget(effective.model)
+                    )
+
+                retrying = stream_with_busy_retry(open_stream, clock=self.services.clock, on_retry=on_retry)
+                async with contextlib.aclosing(retrying) as stream:
+                    async for chunk in stream:
+                        if chunk.done and chunk.prompt_eval_count:
+                            self.prompts.observe(prepared, effective.model, request.channel_id, chunk.prompt_eval_count)
+                        yield chunk
+            finally:
+                self.prompts.release(prepared)
 
 
 def _chat_refusal(place: Place, channel: object) -> str | None:

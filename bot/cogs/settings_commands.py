@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -15,6 +16,7 @@ from bot.channel_settings.resolve import EffectiveSettings
 from bot.channel_settings.store import Scope, ScopeKind
 from bot.ollama.catalog import closest_models, describe_model, find_model
 from bot.ollama.errors import OllamaError
+from bot.ollama.think_gate import THINKING
 from bot.streaming.notes import describe_error
 
 if TYPE_CHECKING:
@@ -27,6 +29,10 @@ ScopeChoice = Literal["channel", "server"]
 SET_KEYS = [key for key in SETTING_KEYS if key not in ("model", "system")]
 MAX_CHOICES = 25
 CHOICE_NAME_LIMIT = 100
+# `think` goes only to models that can think (bot/ollama/think_gate.py); /settings says so.
+THINK_NOT_APPLICABLE = "not applicable: `{model}` can't think, so `think` is not sent to it"
+# /settings answers at once; a slow Ollama only costs the capability remark.
+CAPABILITY_PATIENCE = 1.5
 
 
 def _key_choices(keys: list[str]) -> list[app_commands.Choice[str]]:
@@ -209,8 +215,19 @@ class SettingsCommands(commands.Cog):
             shown = format_setting(key, effective.values[key])
             if key == "system" and "\n" in shown:
                 shown = shown.split("\n", 1)[0] + " …"
-            lines.append(f"`{key}` = {shown} · *{effective.sources[key].value}*")
+            line = f"`{key}` = {shown} · *{effective.sources[key].value}*"
+            if key == "think" and not await self._can_think(effective.model):
+                line += f" · {THINK_NOT_APPLICABLE.format(model=effective.model)}"
+            lines.append(line)
         await _reply(interaction, "\n".join(lines)[:2000])
+
+    async def _can_think(self, model: str) -> bool:
+        """Whether `model` can think; True when Ollama cannot say quickly (no remark rather than a wrong one)."""
+        try:
+            async with asyncio.timeout(CAPABILITY_PATIENCE):
+                return THINKING in await self.services.catalog.capabilities(model)
+        except (OllamaError, TimeoutError):
+            return True
 
     # ---- /reset
 

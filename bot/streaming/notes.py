@@ -65,6 +65,41 @@ def describe_error(error: OllamaError) -> str:
     return f"⚠️ Ollama error: {_clip(str(error))}"
 
 
+# done_reason "length": Ollama stopped at num_predict (or the context ran out), not at the model's end.
+LENGTH_LIMIT = "✂️ The answer hit the length limit and was cut off here (`num_predict`; a bigger value lets it go on)."
+
+
+def context_history_trimmed(window: int) -> str:
+    """Older turns were left out so the conversation fits the model's context (Ollama would drop them silently)."""
+    return (
+        f"Earlier messages were left out to fit the model's context window ({window:,} tokens; "
+        "raise `num_ctx` to keep more)."
+    )
+
+
+def context_file_cut(name: str, kept: int, window: int) -> str:
+    """A text attachment was shortened to fit the model's context."""
+    return f"{name} was cut to its first {kept:,} characters to fit the model's context window ({window:,} tokens)."
+
+
+def context_file_left_out(name: str, window: int) -> str:
+    """A text attachment did not fit the model's context at all."""
+    return f"{name} was left out: it does not fit the model's context window ({window:,} tokens)."
+
+
+def context_images_left_out(count: int, window: int) -> str:
+    """Images that did not fit the model's context."""
+    what = "1 image was" if count == 1 else f"{count} images were"
+    return f"{what} left out to fit the model's context window ({window:,} tokens)."
+
+
+def context_prompt_cut(kept: int, window: int) -> str:
+    """The question itself was longer than the model's context."""
+    return (
+        f"Your message was cut to its first {kept:,} characters to fit the model's context window ({window:,} tokens)."
+    )
+
+
 # Conversation building drops messages that start with this header: reasoning is not history.
 REASONING_HEADER = "-# 💭 Reasoning"
 REASONING_TRUNCATED = "…"

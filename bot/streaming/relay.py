@@ -135,6 +135,9 @@ class RelayResult:
     last_token_at: float | None = None
     final_edit_at: float | None = None
     update_times: list[float] = field(default_factory=list)
+    # Notes learned after the relay started (e.g. what was left out to fit the model's context);
+    # the caller may append while the reply streams, and the final edit shows them.
+    notes: list[str] = field(default_factory=list)
 
 
 async def relay_reply(
@@ -373,7 +376,9 @@ class _Relay:
             self.result.final_edit_at = self.clock.now()
 
     def _footer(self) -> str:
-        lines = list(self.extra_notes)
+        lines = [*self.result.notes, *self.extra_notes]
+        if self.result.done_reason == "length":
+            lines.append(notes.note(notes.LENGTH_LIMIT))
         if self.result.error is not None:
             lines.append(notes.note(notes.describe_error(self.result.error)))
         return "\n".join(lines)

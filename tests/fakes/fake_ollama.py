@@ -7,6 +7,12 @@ exact error texts, and client-disconnect detection so tests can assert a stream 
 Cut-off counts (`error_after`, `eof_after`, `drop_after`, `stall_after`) count streamed delta
 lines, i.e. thinking lines plus content lines (the same as content tokens when there is no
 thinking).
+
+What Ollama does without saying so is modelled too (sources cited where each is implemented):
+the prompt is silently cut to `num_ctx` (200 OK, with a `prompt_eval_count` that shows what was
+kept), `num_predict` ends an answer with `done_reason: "length"`, and an older `version` answers
+like that release did (no `capabilities` in /api/show before 0.6.4, `projector_info` for
+llava-style models, a 2048-token default context before 0.6.7, no `think` before 0.9.0).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -31,12 +37,16 @@ __all__ = [
     "BUSY_TEXT",
     "DEFAULT_MODELS",
     "EMBEDDING_MODEL",
+    "LLAVA_MODEL",
     "PULLABLE_EXTRA",
     "RUNNER_STOPPED_TEXT",
     "ChatScript",
     "FakeModel",
     "FakeOllama",
+    "PromptFit",
     "RecordedRequest",
+    "count_tokens",
+    "fit_prompt",
     "go_json",
 ]
 
@@ -91,6 +101,13 @@ class FakeModel:
     family: str = "llama"
     capabilities: tuple[str, ...] = ("completion",)
     context_length: int = 131_072
+    # details.families; None means just [family]. llava-style models list "clip" (ollama/ollama#2338).
+    families: tuple[str, ...] | None = None
+    # A separate vision projector file (llava, bakllava, minicpm-v, old llama3.2-vision): /api/show
+    # then carries `projector_info` (server/routes.go GetModelInfo, v0.6.3).
+    projector: bool = False
+    # `PARAMETER num_ctx` in the model's Modelfile (shown in /api/show `parameters`).
+    num_ctx_parameter: int | None = None
 
     @property
     def digest(self) -> str:
@@ -103,7 +120,7 @@ class FakeModel:
             "parent_model": "",
             "format": "gguf",
             "family": self.family,
-            "families": [self.family],
+            "families": list(self.families) if self.families is not None else [self.family],
             "parameter_size": self.parameter_size,
             "quantization_level": self.quantization_level,
         }
@@ -116,6 +133,18 @@ DEFAULT_MODELS: tuple[FakeModel, ...] = (
 )
 EMBEDDING_MODEL = FakeModel("nomic-embed-text:latest", 274_302_450, "137M", "F16", "nomic-bert", ("embedding",), 2048)
 PULLABLE_EXTRA = FakeModel("tinyllama:latest", 637_700_138, "1B", "Q4_0", "llama", ("completion",), 2048)
+# llava 1.6 as older servers describe it: a llama language model plus a CLIP projector file.
+LLAVA_MODEL = FakeModel(
+    "llava:7b",
+    4_733_363_377,
+    "7B",
+    "Q4_0",
+    "llama",
+    ("completion", "vision"),
+    32_768,
+    families=("llama", "clip"),
+    projector=True,
+)
 
 
 @dataclass
@@ -159,6 +188,7 @@ class RecordedRequest:
     last_token_at: float | None = None
     done_sent: bool = False
     disconnected: bool = False
+    fit: PromptFit | None = None  # chat only: what reached the model after Ollama's silent truncation
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -323,6 +353,91 @@ def _rough_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
+# A deterministic stand-in for a BPE tokenizer, realistic enough for context arithmetic: a common
+# English word (with its leading space) is one token, longer words split every 5 letters, numbers
+# every 3 digits, a run of whitespace is one token (as in tiktoken-style pre-tokenizers, which Llama 3
+# and Qwen use), ASCII punctuation goes in pairs ("):", "']"), and each non-ASCII character (CJK
+# included) is a token of its own. English prose comes out near 4.5 characters per token.
+_TOKEN = re.compile(r" ?[A-Za-z]{1,5}| ?\d{1,3}| ?[!-/:-@\[-`{-~]{1,2}|[^\x00-\x7f]|\s+(?!\S)|\s+|.", re.DOTALL)
+# Per message: the chat template's role header and end-of-turn markers.
+MESSAGE_OVERHEAD_TOKENS = 4
+# Ollama's truncation heuristic charges each image this many tokens (server/prompt.go, chatPrompt:
+# "Clip images are represented as 768 tokens, each an embedding").
+IMAGE_TOKENS = 768
+# api.DefaultOptions(): NumKeep 4 (tokens kept at the start when the runner cuts an over-long prompt).
+DEFAULT_NUM_KEEP = 4
+
+
+def count_tokens(text: str) -> int:
+    """How many tokens the fake's tokenizer makes of `text`."""
+    return len(_TOKEN.findall(text))
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """(0, 6, 3) for "0.6.3"; a dev build ("0.0.0") or anything unparsable counts as the newest."""
+    match = re.match(r"(\d+)\.(\d+)\.(\d+)", version)
+    if not match:
+        return (999,)
+    parsed = tuple(int(part) for part in match.groups())
+    return (999,) if parsed == (0, 0, 0) else parsed
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFit:
+    """What Ollama made of a chat prompt that may not fit `num_ctx` (all silently, with 200 OK)."""
+
+    num_ctx: int
+    prompt_tokens: int  # what prompt_eval_count reports: the tokens the model really saw
+    kept: list[dict[str, Any]]  # the messages the model saw
+    dropped_messages: int  # oldest non-system messages left out by the server (server/prompt.go)
+    cut_tokens: int  # tokens the runner cut from an over-long single prompt (llm/llama_server.go)
+
+    @property
+    def truncated(self) -> bool:
+        """Whether anything the client sent did not reach the model."""
+        return bool(self.dropped_messages or self.cut_tokens)
+
+
+def _message_tokens(message: dict[str, Any], vision: bool) -> int:
+    images = message.get("images") or []
+    content = message.get("content")
+    text = content if isinstance(content, str) else ""
+    return MESSAGE_OVERHEAD_TOKENS + count_tokens(text) + (IMAGE_TOKENS * len(images) if vision else 0)
+
+
+def fit_prompt(messages: list[dict[str, Any]], num_ctx: int, *, vision: bool, num_keep: int) -> PromptFit:
+    """Cut a chat prompt to `num_ctx` the way Ollama does, without telling the client.
+
+    server/prompt.go (chatPrompt): "Start with all messages and remove from the front until it fits
+    in context", keeping system messages and always the last message; images count 768 tokens each.
+    llm/llama_server.go (completionPromptForRequest): a prompt still longer than num_ctx - 1 keeps
+    its first num_keep tokens and the end, cut to num_ctx - max((num_ctx - num_keep) / 2, 1).
+    """
+    costs = [_message_tokens(m, vision) for m in messages]
+    start = max(0, len(messages) - 1)
+    for index in range(len(messages)):
+        systems = sum(c for m, c in zip(messages[:index], costs, strict=False) if m.get("role") == "system")
+        if 1 + systems + sum(costs[index:]) <= num_ctx:
+            start = index
+            break
+    kept_systems = [m for m in messages[:start] if m.get("role") == "system"]
+    kept = kept_systems + messages[start:]
+    tokens = 1 + sum(_message_tokens(m, vision) for m in kept)
+    cut = 0
+    if tokens > num_ctx - 1 and num_ctx > 1:
+        keep = max(0, min(num_keep, num_ctx - 1))
+        limit = num_ctx - max((num_ctx - keep) // 2, 1)
+        cut = tokens - limit
+        tokens = limit
+    return PromptFit(
+        num_ctx=num_ctx,
+        prompt_tokens=tokens,
+        kept=kept,
+        dropped_messages=start - len(kept_systems),
+        cut_tokens=cut,
+    )
+
+
 # --------------------------------------------------------------------------- streaming machinery
 
 
@@ -406,14 +521,18 @@ class FakeOllama:
         max_queue: int | None = None,
         registry: Sequence[FakeModel] | None = None,
         load_delay: float = 0.0,
+        default_num_ctx: int | None = None,
     ) -> None:
+        # Copies: a test may change a model (e.g. its capabilities) without touching the shared defaults.
         self.models: dict[str, FakeModel] = {
-            _normalize(m.name): m for m in (DEFAULT_MODELS if models is None else models)
+            _normalize(m.name): replace(m) for m in (DEFAULT_MODELS if models is None else models)
         }
-        self.version = version
         self.parallel = parallel  # per-model concurrent generations; None = unlimited
         self.max_queue = max_queue  # waiting requests per model beyond which 503 is returned; None = unbounded
         self.load_delay = load_delay  # extra delay before the first chunk when the model is not loaded
+        self._fixed_num_ctx = default_num_ctx
+        self.set_version(version)
+        self._loaded_ctx: dict[str, int] = {}
         registry_models = [*self.models.values(), PULLABLE_EXTRA] if registry is None else list(registry)
         self.registry: dict[str, FakeModel] = {_normalize(m.name): m for m in registry_models}
         self.scripts: deque[ChatScript] = deque()
@@ -438,7 +557,9 @@ class FakeOllama:
 
     async def start(self) -> FakeOllama:
         """Bind to 127.0.0.1 on a random port."""
-        app = web.Application(middlewares=[self._middleware])
+        # Ollama (Gin) sets no request body limit, and a few 10 MB images as base64 are normal; aiohttp's
+        # default of 1 MiB would answer 413, which the real server never does.
+        app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024 * 1024)
         app.router.add_get("/", self._root)
         app.router.add_get("/api/version", self._version)
         app.router.add_get("/api/tags", self._tags)
@@ -483,6 +604,21 @@ class FakeOllama:
         return f"http://127.0.0.1:{self.port}"
 
     # ---- test helpers
+
+    def set_version(self, version: str) -> None:
+        """Answer like that release of Ollama (see the module docstring for what changes)."""
+        self.version = version
+        release = _version_tuple(version)
+        # capabilities in /api/show: v0.6.4 (#10066); projector models listed as vision only from v0.6.8
+        # (#10509); in /api/tags from v0.30.0; `think` from v0.9.0; /api/ps context_length from v0.10.0.
+        self.shows_capabilities = release >= (0, 6, 4)
+        self.projector_counts_as_vision = release >= (0, 6, 8)
+        self.lists_capabilities = release >= (0, 30, 0)
+        self.knows_think = release >= (0, 9, 0)
+        self.ps_shows_context = release >= (0, 10, 0)
+        # envconfig.ContextLength: 2048 until v0.6.7, then 4096 (the VRAM-tiered default of newer servers on a
+        # machine with less than 23 GiB of VRAM). Capped at the model's trained context (llm/server.go).
+        self.default_num_ctx = self._fixed_num_ctx or (4096 if release >= (0, 6, 7) else 2048)
 
     @property
     def chat_requests(self) -> list[RecordedRequest]:
@@ -657,8 +793,8 @@ class FakeOllama:
                 "digest": m.digest,
                 "details": m.details(),
             }
-            if m.capabilities:
-                entry["capabilities"] = list(m.capabilities)
+            if m.capabilities and self.lists_capabilities:
+                entry["capabilities"] = self._capabilities(m)
             models.append(entry)
         return self._json({"models": models})
 
@@ -679,19 +815,47 @@ class FakeOllama:
             f"{arch}.context_length": model.context_length,
             f"{arch}.embedding_length": 4096,
         }
-        return self._json(
-            {
-                "license": "LICENSE TEXT",
-                "modelfile": f'# Modelfile generated by "ollama show"\nFROM {model.name}\n'
-                'TEMPLATE """{{ if .System }}<|system|>{{ .System }}{{ end }}<|user|>{{ .Prompt }}"""\n',
-                "parameters": 'stop                           "<|eot_id|>"',
-                "template": "{{ if .System }}<|system|>{{ .System }}{{ end }}<|user|>{{ .Prompt }}",
-                "details": model.details(),
-                "model_info": info,
-                "capabilities": list(model.capabilities),
-                "modified_at": "2026-05-10T08:06:48.639712648-07:00",
+        if "vision" in model.capabilities and not model.projector:
+            # A vision encoder inside the model file: what v0.6.4's Capabilities() looked for.
+            info[f"{arch}.vision.block_count"] = 27
+        # Parameters are printed as fmt.Sprintf("%-*s %#v", 30, key, value) (server/routes.go GetModelInfo).
+        parameters = [f'{"stop":<30} "<|eot_id|>"']
+        if model.num_ctx_parameter is not None:
+            parameters.insert(0, f"{'num_ctx':<30} {model.num_ctx_parameter}")
+        shown: dict[str, Any] = {
+            "license": "LICENSE TEXT",
+            "modelfile": f'# Modelfile generated by "ollama show"\nFROM {model.name}\n'
+            'TEMPLATE """{{ if .System }}<|system|>{{ .System }}{{ end }}<|user|>{{ .Prompt }}"""\n',
+            "parameters": "\n".join(parameters),
+            "template": "{{ if .System }}<|system|>{{ .System }}{{ end }}<|user|>{{ .Prompt }}",
+            "details": model.details(),
+            "model_info": info,
+        }
+        if model.projector:
+            # The CLIP projector's own metadata, as v0.3-v0.6 servers showed it for llava.
+            shown["projector_info"] = {
+                "clip.has_llava_projector": True,
+                "clip.has_text_encoder": False,
+                "clip.has_vision_encoder": True,
+                "clip.projector_type": "mlp",
+                "clip.vision.block_count": 23,
+                "clip.vision.embedding_length": 1024,
+                "clip.vision.image_size": 336,
+                "general.architecture": "clip",
+                "general.file_type": 1,
             }
-        )
+        if self.shows_capabilities:
+            capabilities = self._capabilities(model)
+            if capabilities:
+                shown["capabilities"] = capabilities
+        shown["modified_at"] = "2026-05-10T08:06:48.639712648-07:00"
+        return self._json(shown)
+
+    def _capabilities(self, model: FakeModel) -> list[str]:
+        """What this server release lists: projector models lacked "vision" in v0.6.4-v0.6.7 (#10509)."""
+        if model.projector and not self.projector_counts_as_vision:
+            return [c for c in model.capabilities if c != "vision"]
+        return list(model.capabilities)
 
     async def _ps(self, request: web.Request) -> web.Response:
         self._expire()
@@ -709,9 +873,10 @@ class FakeOllama:
                     "details": model.details(),
                     "expires_at": _rfc3339(int(expires * 1e9)),
                     "size_vram": model.size + 500_000_000,
-                    "context_length": min(4096, model.context_length),
                 }
             )
+            if self.ps_shows_context:
+                entries[-1]["context_length"] = self._loaded_ctx.get(key) or self._num_ctx(model, None)
         return self._json({"models": entries})
 
     async def _delete(self, request: web.Request) -> web.Response:
@@ -785,7 +950,8 @@ class FakeOllama:
         if not name:
             raise _ApiError(400, "model is required")
         keep_alive = _parse_keep_alive(body.get("keep_alive"))
-        think = body.get("think")
+        # Before v0.9.0 `think` was an unknown field, and unknown fields are ignored.
+        think = body.get("think") if self.knows_think else None
         _check_think(think)
         if not _MODEL_NAME.fullmatch(name):
             raise _ApiError(400, "invalid model name")
@@ -811,8 +977,28 @@ class FakeOllama:
             return await self._load_or_unload(name, keep_alive, kind="chat")
         _check_options(body.get("options"))
         _check_format(body.get("format"))
-        prompt_tokens = sum(_rough_tokens(str(m.get("content", ""))) for m in messages if isinstance(m, dict))
-        return await self._run(request, body, name, keep_alive, prompt_tokens, kind="chat")
+        options = body.get("options") or {}
+        num_keep = options.get("num_keep", DEFAULT_NUM_KEEP)
+        fit = fit_prompt(
+            [m for m in messages if isinstance(m, dict)],
+            self._num_ctx(model, options),
+            vision="vision" in model.capabilities,
+            num_keep=num_keep if isinstance(num_keep, int) else DEFAULT_NUM_KEEP,
+        )
+        self._rec(request).fit = fit
+        self._loaded_ctx[_normalize(name)] = fit.num_ctx
+        return await self._run(request, body, name, keep_alive, fit.prompt_tokens, kind="chat")
+
+    def _num_ctx(self, model: FakeModel, options: dict[str, Any] | None) -> int:
+        """The context the runner gets: request option, else Modelfile, else the server default; capped at training."""
+        requested = (options or {}).get("num_ctx")
+        if isinstance(requested, int | float) and not isinstance(requested, bool) and requested > 0:
+            num_ctx = int(requested)
+        elif model.num_ctx_parameter is not None:
+            num_ctx = model.num_ctx_parameter
+        else:
+            num_ctx = self.default_num_ctx
+        return min(num_ctx, model.context_length)
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
         body = self._body(request, "GenerateRequest")
@@ -899,6 +1085,8 @@ class FakeOllama:
                     await asyncio.sleep(script.first_token_delay)
                 if script.status is not None or script.error is not None:
                     raise self._script_error(script, name)
+                script = self._within_num_predict(script, body)
+                rec.script = script
                 if body.get("stream") is False:
                     return await self._respond_whole(request, rec, script, name, prompt_tokens, kind, t0, t_loaded)
                 return await self._respond_stream(request, rec, script, name, prompt_tokens, kind, t0, t_loaded)
@@ -923,6 +1111,22 @@ class FakeOllama:
             message = {404: f"model '{name}' not found", 503: BUSY_TEXT}.get(status, RUNNER_STOPPED_TEXT)
         # Errors raised on the streaming path before the first byte carry no charset.
         return _ApiError(status, message, _JSON_BARE, raw=script.raw_error_body)
+
+    def _within_num_predict(self, script: ChatScript, body: dict[str, Any]) -> ChatScript:
+        """Stop at `num_predict` generated tokens (thinking included) with done_reason "length".
+
+        The runner counts every sampled token against num_predict and reports DoneReasonLength when it
+        is reached (llm/server.go DoneReason; ollama-api notes §2.2: "length" = num_predict or context limit).
+        """
+        options = body.get("options") or {}
+        limit = options.get("num_predict") if isinstance(options, dict) else None
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
+            return script
+        if len(script.thinking) + len(script.tokens) + bool(script.final_content) <= limit:
+            return script
+        thinking = script.thinking[:limit]
+        tokens = script.tokens[: max(0, limit - len(thinking))]
+        return replace(script, thinking=thinking, tokens=tokens, final_content="", done_reason="length")
 
     @staticmethod
     def _deltas(script: ChatScript) -> list[tuple[str, str]]:
