@@ -296,6 +296,7 @@ class ChatCog(commands.Cog):
     @app_commands.guild_only()
     async def ask(self, interaction: discord.Interaction[Any], prompt: app_commands.Range[str, 1, 4000]) -> None:
         """Stream an answer to `prompt` into the command's response."""
+        arrived_at = self.services.clock.now()  # the interaction token's 15 minutes run from here
         if not self.accepting:
             await interaction.response.send_message(RESTARTING, ephemeral=True)
             return
@@ -323,7 +324,13 @@ class ChatCog(commands.Cog):
                 guild_id=interaction.guild_id,
                 channel_id=interaction.channel_id,
             )
-            sink = InteractionReplySink(interaction, key=interaction.id)
+            sink = InteractionReplySink(
+                interaction,
+                key=interaction.id,
+                clock=self.services.clock,
+                arrived_at=arrived_at,
+                token_lifetime=self.bot.interaction_token_lifetime,
+            )
             self._remember_ask(interaction.id, record)
             await self._generate(request, sink, rate_checked=True)
             if sink.first_message_id is not None:
