@@ -494,7 +494,7 @@ class _Relay:
                 continue
             # A message with Stop but no marker shows a status (queue, thinking), not answer text.
             text = shown[0].removesuffix(STREAMING_MARKER) if shown[0].endswith(STREAMING_MARKER) else ""
-            content = f"{text}\n{footer}".strip() if footer else text
+            content = f"{text}\n{footer}" if text.strip() and footer else text or footer
             if len(content) > self.options.limit:
                 content = text if text.strip() else footer[: self.options.limit]
             try:
