@@ -37,9 +37,10 @@ def token_switch_margin(lifetime: float) -> float:
     """How long before an interaction token ends its answer moves to the channel routes.
 
     Early enough that no edit races the deadline, and that the answer can still be finished through the
-    token if the channel routes turn out to be closed to the bot.
+    token if the channel routes turn out to be closed to the bot: a streaming answer is edited every 1-2 s,
+    so one of its edits falls in this window. (A minute of Discord's 15; half a short test lifetime.)
     """
-    return min(60.0, lifetime / 10)
+    return min(60.0, lifetime / 2)
 
 
 def describe_discord_error(exc: BaseException) -> str:

@@ -106,6 +106,30 @@ async def test_ask_goes_on_in_the_channel_once_discord_rejects_the_token(harness
     assert harness.ollama.chat_requests[0].done_sent
 
 
+async def test_ask_in_a_channel_closed_to_the_bot_is_finished_through_the_token_in_time(harness: Harness) -> None:
+    lifetime = 4.0  # the bot moves to the channel route 2 s before the end, at its next edit
+    harness.discord.interaction_token_lifetime = lifetime
+    tokens = [f" w{i}" for i in range(120)]
+    harness.ollama.scripts.append(ChatScript(tokens=tokens, token_delay=0.03))
+    # Interactions reach the bot even in a channel it can't see; the channel routes answer 403 there.
+    harness.discord.inject_error("PATCH", r"^/channels/500/messages/\d+$", 403, 50001, "Missing Access", count=None)
+    await harness.start_bot(interaction_token_lifetime=lifetime)
+
+    token = await harness.discord.send_slash_command("ask", {"prompt": "talk"})
+    await harness.discord.wait_for(lambda: ask_finished(harness, token), timeout=10)
+
+    parts = ask_parts(harness, token)
+    assert len(parts) == 1
+    *text, note = parts[0]["content"].split("\n")
+    assert "".join(tokens).startswith("".join(text)) and len("".join(text)) < len("".join(tokens))
+    assert note == (
+        "-# ⚠️ Discord lets me edit a command's answer for only 15 minutes, and I can't edit messages in this "
+        "channel myself (that needs the View Channel permission here), so the answer stops here."
+    )
+    assert 401 not in webhook_statuses(harness, token)  # finished before the token ran out
+    assert (await harness.ollama.wait_for_disconnect()).done_sent is False
+
+
 async def test_regenerate_of_an_ask_answer_works_after_its_token_expired(harness: Harness) -> None:
     harness.ollama.scripts.extend([ChatScript(tokens=["First", " take."]), ChatScript(tokens=["Second", " take."])])
     await harness.start_bot()

@@ -30,6 +30,7 @@ class FlakySink(RecordingSink):
     """A RecordingSink whose writes fail when `fail_when(attempt number, content)` returns an exception."""
 
     fail_when: FailWhen = lambda attempt, content: None
+    new_messages_fail_from: int | None = None  # sends of this message index onwards fail for a passing reason
     attempts: int = 0
     reports: list[tuple[str, bool]] = field(default_factory=list)
 
@@ -40,6 +41,8 @@ class FlakySink(RecordingSink):
             raise failure
 
     async def send(self, content: str, *, after: object | None, controls: Controls) -> object:
+        if self.new_messages_fail_from is not None and len(self.versions) >= self.new_messages_fail_from:
+            raise ReplyWriteFailed("HTTP 503")
         self._check(content)
         return await super().send(content, after=after, controls=controls)
 
@@ -171,3 +174,16 @@ async def test_a_deleted_reply_is_not_reported(clock: FakeClock) -> None:
     result = await run(clock, Script(clock, words(200)), sink)
     assert result.outcome is Outcome.DELETED
     assert sink.reports == []
+
+
+async def test_a_part_that_never_gets_posted_leaves_a_note_on_the_last_shown_part(clock: FakeClock) -> None:
+    tokens = words(400)  # two messages
+    sink = FlakySink(clock, new_messages_fail_from=1)
+    result = await run(clock, Script(clock, tokens), sink)
+
+    assert result.outcome is Outcome.ERROR
+    assert len(sink.final) == 1 and len(sink.final[0]) <= 2000
+    text, note = sink.final[0].rsplit("\n", 1)
+    assert note == notes.note(notes.cut_short(notes.DISCORD_KEPT_FAILING))
+    assert "".join(tokens).startswith(text.removesuffix("…"))
+    assert sink.controls == [Controls.NONE]

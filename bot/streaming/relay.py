@@ -255,7 +255,8 @@ class _Relay:
             await self._stop_reader(reader)
             shutting_down = SHUTDOWN_CANCEL in cancel.args
             self.extra_notes.append(notes.note(notes.SHUTDOWN if shutting_down else self.options.cancel_note))
-            await self._final_edit_after_failure()
+            # At shutdown the process is about to end: one attempt, no waiting out a failing Discord.
+            await self._final_edit_after_failure(retries=() if shutting_down else FINAL_EDIT_RETRIES)
             raise
         except Exception:
             log.exception("could not update the reply in Discord")
@@ -420,9 +421,9 @@ class _Relay:
                 self.shown.pop()
             self.result.final_edit_at = self.clock.now()
 
-    async def _publish_final(self) -> None:
+    async def _publish_final(self, retries: Sequence[float] = FINAL_EDIT_RETRIES) -> None:
         """The final publish; tried again after a passing failure, since it is what removes the marker."""
-        for delay in FINAL_EDIT_RETRIES:
+        for delay in retries:
             try:
                 await self._publish(final=True)
                 return
@@ -461,11 +462,13 @@ class _Relay:
         if self.result.first_visible_at is None and self.result.text:
             self.result.first_visible_at = now
 
-    async def _final_edit_after_failure(self, reason: str | None = None) -> None:
+    async def _final_edit_after_failure(
+        self, reason: str | None = None, *, retries: Sequence[float] = FINAL_EDIT_RETRIES
+    ) -> None:
         """Best effort: leave the reply in a finished state even after a failure."""
         failure: Exception
         try:
-            await self._publish_final()
+            await self._publish_final(retries)
             return
         except ReplyGone as gone:
             await self._gone(gone)
@@ -482,21 +485,32 @@ class _Relay:
     async def _finish_shown(self) -> bool:
         """Last resort after a failed final edit: take the marker and Stop off what is already shown.
 
-        What Discord accepted once (the last text shown) is the most likely to be accepted again.
-        False if nothing is shown or an edit failed.
+        The text Discord accepted once is the most likely to be accepted again; the notes go under the last
+        message. False if nothing is shown or an edit failed.
         """
         if not self.handles:
             return False
         footer = self._footer()
+        last = len(self.handles) - 1
         for index, handle in enumerate(self.handles):
             shown = self.shown[index]
-            if shown is None or (not shown[0].endswith(STREAMING_MARKER) and shown[1] is not Controls.STOP):
+            if shown is None:
+                continue
+            content, controls = shown
+            streaming = content.endswith(STREAMING_MARKER) or controls is Controls.STOP
+            if not streaming and (index != last or not footer or content.endswith(footer)):
                 continue
             # A message with Stop but no marker shows a status (queue, thinking), not answer text.
-            text = shown[0].removesuffix(STREAMING_MARKER) if shown[0].endswith(STREAMING_MARKER) else ""
-            content = f"{text}\n{footer}" if text.strip() and footer else text or footer
-            if len(content) > self.options.limit:
-                content = text if text.strip() else footer[: self.options.limit]
+            is_status = streaming and not content.endswith(STREAMING_MARKER)
+            text = "" if is_status else content.removesuffix(STREAMING_MARKER)
+            if index == last and footer:
+                footer = footer[: self.options.limit // 2]
+                room = self.options.limit - len(footer) - 2
+                # Saying the answer stops here matters more than its last few characters.
+                text = text if len(text) <= room + 1 else text[:room] + "…"
+                content = f"{text}\n{footer}" if text.strip() else footer
+            else:
+                content = text
             try:
                 await self.sink.edit(handle, content or notes.EMPTY_ANSWER, controls=Controls.NONE)
             except Exception as exc:
