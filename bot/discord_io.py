@@ -2,110 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import aiohttp
 import discord
 
 from bot.clock import Clock
 from bot.cogs.reply_buttons import controls_view
 from bot.conversation import ChatRecord, clean_prompt
+from bot.discord_errors import NETWORK_ERRORS, NoChannelAccess, TokenRejected, attempt_write, describe_discord_error
 from bot.streaming import notes
-from bot.streaming.relay import Controls, ReplyGone, ReplyRefused, ReplyWriteFailed
+from bot.streaming.relay import Controls, ReplyGone, ReplyRefused
 
 log = logging.getLogger(__name__)
 
 NO_PINGS = discord.AllowedMentions.none()
 
-# Discord: an interaction token works for 15 minutes (discord-protocol.md §8 and §12).
-INTERACTION_TOKEN_LIFETIME = 900.0
-# Discord error codes acted on (discord-protocol.md §4.2 and §12).
-UNKNOWN_CHANNEL = 10003
-UNKNOWN_WEBHOOK = 10015
-THREAD_ARCHIVED = 50083
-# Failures of a Discord request that are not an answer from Discord: they pass, so the write is tried again.
-NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError, discord.RateLimited)
-
 T = TypeVar("T")
-
-
-def token_switch_margin(lifetime: float) -> float:
-    """How long before an interaction token ends its answer moves to the channel routes.
-
-    Early enough that no edit races the deadline, and that the answer can still be finished through the
-    token if the channel routes turn out to be closed to the bot: a streaming answer is edited every 1-2 s,
-    so one of its edits falls in this window. (A minute of Discord's 15; half a short test lifetime.)
-    """
-    return min(60.0, lifetime / 2)
-
-
-def describe_discord_error(exc: BaseException) -> str:
-    """For logs: the HTTP status and Discord's error code and text (never message contents)."""
-    if isinstance(exc, discord.HTTPException):
-        return f"HTTP {exc.status}, Discord error {exc.code}: {exc.text or '-'}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-class _NoAccess(ReplyGone):
-    """Discord refuses the bot the channel (403, or 404 Unknown Channel)."""
-
-
-class _TokenRejected(Exception):
-    """The interaction token no longer works (401/50027 once it expired)."""
-
-
-def relay_error(exc: Exception) -> Exception:
-    """The relay's view of a failed Discord write (see ReplyGone, ReplyRefused, ReplyWriteFailed)."""
-    detail = describe_discord_error(exc)
-    if isinstance(exc, discord.Forbidden) or (isinstance(exc, discord.NotFound) and exc.code == UNKNOWN_CHANNEL):
-        return _NoAccess(detail, reason=notes.LOST_ACCESS)
-    if isinstance(exc, discord.NotFound):
-        return ReplyGone(detail)  # the message was deleted
-    if isinstance(exc, discord.HTTPException) and exc.status != 429 and exc.status < 500:
-        return ReplyRefused(detail, reason=notes.discord_refused(exc.code, exc.text))
-    # 5xx (discord.py raises 503 at once and others after its retries), 429 after 5 tries, network trouble.
-    return ReplyWriteFailed(detail)
-
-
-async def unarchive_thread(channel: object, guild: discord.Guild | None) -> bool:
-    """Reopen an archived thread if the bot may (Manage Threads, or an unlocked thread); False if not."""
-    channel_id = getattr(channel, "id", None)
-    try:
-        thread = channel if isinstance(channel, discord.Thread) else None
-        if thread is None and guild is not None and isinstance(channel_id, int):
-            fetched = await guild.fetch_channel(channel_id)  # not cached: Discord drops archived threads
-            thread = fetched if isinstance(fetched, discord.Thread) else None
-        if thread is None:
-            return False
-        await thread.edit(archived=False)
-    except (discord.HTTPException, *NETWORK_ERRORS) as exc:
-        log.warning("could not unarchive thread %s to go on with a reply (%s)", channel_id, describe_discord_error(exc))
-        return False
-    log.info("unarchived thread %s to go on with a reply", channel_id)
-    return True
-
-
-async def attempt_write(
-    write: Callable[[], Awaitable[T]], *, channel: object, guild: discord.Guild | None, token_route: bool = False
-) -> T:
-    """Run one Discord write, reopening an archived thread once; failures become the relay's exceptions."""
-    for may_unarchive in (True, False):
-        try:
-            return await write()
-        except discord.HTTPException as exc:
-            if token_route and (exc.status == 401 or exc.code == UNKNOWN_WEBHOOK):
-                raise _TokenRejected(describe_discord_error(exc)) from exc
-            if exc.code != THREAD_ARCHIVED:
-                raise relay_error(exc) from exc
-            if not may_unarchive or not await unarchive_thread(channel, guild):
-                raise ReplyGone(describe_discord_error(exc), reason=notes.ARCHIVED_THREAD) from exc
-        except NETWORK_ERRORS as exc:
-            raise ReplyWriteFailed(describe_discord_error(exc)) from exc
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def to_record(message: discord.Message, *, bot_id: int) -> ChatRecord:
@@ -208,6 +123,20 @@ class ChannelReplySink:
         return await attempt_write(write, channel=self._prompt.channel, guild=self._prompt.guild)
 
 
+# Discord: an interaction token works for 15 minutes (discord-protocol.md §8 and §12).
+INTERACTION_TOKEN_LIFETIME = 900.0
+
+
+def token_switch_margin(lifetime: float) -> float:
+    """How long before an interaction token ends its answer moves to the channel routes.
+
+    Early enough that no edit races the deadline, and that the answer can still be finished through the
+    token if the channel routes turn out to be closed to the bot: a streaming answer is edited every 1-2 s,
+    so one of its edits falls in this window. (A minute of Discord's 15; half a short test lifetime.)
+    """
+    return min(60.0, lifetime / 2)
+
+
 class InteractionReplySink:
     """Shows a slash-command reply: the deferred original response first, then follow-ups.
 
@@ -308,7 +237,7 @@ class InteractionReplySink:
         if via_token is not None and self._use_token():
             try:
                 return await attempt_write(via_token, channel=channel, guild=guild, token_route=True)
-            except _TokenRejected as rejected:
+            except TokenRejected as rejected:
                 self._token_dead = self._via_channel = True
                 log.info(
                     "interaction %s: Discord no longer takes its token (%s); going on through the channel",
@@ -317,7 +246,7 @@ class InteractionReplySink:
                 )
         try:
             return await attempt_write(via_channel, channel=channel, guild=guild)
-        except _NoAccess as closed:
+        except NoChannelAccess as closed:
             if via_token is None or not self._token_alive():
                 raise ReplyGone(str(closed), reason=notes.COMMAND_ANSWER_TIMED_OUT) from closed
             self._channel_closed = True

@@ -12,7 +12,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_io import NETWORK_ERRORS, NO_PINGS, InteractionReplySink, describe_discord_error
+from bot.discord_errors import NETWORK_ERRORS, describe_discord_error
+from bot.discord_io import NO_PINGS, InteractionReplySink
 from bot.ollama.catalog import describe_model, find_model, format_size
 from bot.ollama.client import LoadedModel, ModelInfo
 from bot.ollama.errors import OllamaError
