@@ -107,7 +107,7 @@ async def test_ask_goes_on_in_the_channel_once_discord_rejects_the_token(harness
 
 
 async def test_ask_in_a_channel_closed_to_the_bot_is_finished_through_the_token_in_time(harness: Harness) -> None:
-    lifetime = 4.0  # the bot moves to the channel route 2 s before the end, at its next edit
+    lifetime = 5.0  # the bot moves to the channel route 2.5 s before the end, at its next edit
     harness.discord.interaction_token_lifetime = lifetime
     tokens = [f" w{i}" for i in range(120)]
     harness.ollama.scripts.append(ChatScript(tokens=tokens, token_delay=0.03))
