@@ -15,6 +15,7 @@ from bot.answers.book import AnswerBook
 from bot.channel_settings.store import SettingsStore
 from bot.clock import Clock
 from bot.config import Settings
+from bot.discord_io import INTERACTION_TOKEN_LIFETIME
 from bot.metrics import Metrics
 from bot.ollama.catalog import ModelCatalog
 from bot.ollama.client import OllamaClient
@@ -44,6 +45,11 @@ def bot_intents() -> discord.Intents:
     return intents
 
 
+# discord.py logs its 429 retries from two loggers: bot-token routes in discord.http, and the interaction
+# and webhook routes (callbacks, followups, @original edits) in discord.webhook.async_.
+RATE_LIMIT_LOGGERS = ("discord.http", "discord.webhook.async_")
+
+
 class DiscordRateLimitCounter(logging.Filter):
     """Counts the 429s discord.py reports (it retries them itself and only logs a warning)."""
 
@@ -61,7 +67,14 @@ class DiscordRateLimitCounter(logging.Filter):
 class OllacordBot(commands.Bot):
     """The bot: no text-prefix commands, only the chat listener and slash commands."""
 
-    def __init__(self, services: Services, *, sync_commands: bool = True, **client_options: Any) -> None:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        sync_commands: bool = True,
+        interaction_token_lifetime: float = INTERACTION_TOKEN_LIFETIME,
+        **client_options: Any,
+    ) -> None:
         client_options.setdefault("intents", bot_intents())
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -72,6 +85,8 @@ class OllacordBot(commands.Bot):
         )
         self.services = services
         self.sync_commands = sync_commands
+        # Discord's 15 minutes, after which an interaction token stops working; tests shorten it.
+        self.interaction_token_lifetime = interaction_token_lifetime
         self._rate_limit_counter = DiscordRateLimitCounter(services.metrics)
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
@@ -90,7 +105,8 @@ class OllacordBot(commands.Bot):
         metrics = self.services.metrics
         metrics.queue_depth.set_function(lambda: float(chat.queue.waiting))
         metrics.active_streams.set_function(lambda: float(chat.streaming))
-        logging.getLogger("discord.http").addFilter(self._rate_limit_counter)
+        for name in RATE_LIMIT_LOGGERS:
+            logging.getLogger(name).addFilter(self._rate_limit_counter)
         await self.add_cog(SettingsCommands(self, self.services))
         await self.add_cog(AdminCommands(self, self.services))
         await self.add_cog(AnswerRecords(self, self.services))
@@ -105,7 +121,8 @@ class OllacordBot(commands.Bot):
 
     async def close(self) -> None:
         """Disconnect, and stop counting this client's rate limits."""
-        logging.getLogger("discord.http").removeFilter(self._rate_limit_counter)
+        for name in RATE_LIMIT_LOGGERS:
+            logging.getLogger(name).removeFilter(self._rate_limit_counter)
         await super().close()
 
     def gateway_connected(self) -> bool:

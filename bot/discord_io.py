@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import discord
 
+from bot.clock import Clock
 from bot.cogs.reply_buttons import controls_view
 from bot.conversation import ChatRecord, clean_prompt
-from bot.streaming.relay import Controls, ReplyGone
+from bot.discord_errors import NETWORK_ERRORS, NoChannelAccess, TokenRejected, attempt_write, describe_discord_error
+from bot.streaming import notes
+from bot.streaming.relay import Controls, ReplyGone, ReplyRefused
 
 log = logging.getLogger(__name__)
 
 NO_PINGS = discord.AllowedMentions.none()
 # Discord's normal reply ping and nothing else: model text still pings no user, role or @everyone.
 REPLY_PING = discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=True)
+
+T = TypeVar("T")
 
 
 def to_record(message: discord.Message, *, bot_id: int) -> ChatRecord:
@@ -88,34 +94,85 @@ class ChannelReplySink:
         # Only the first part notifies the asker; edits and later parts never ping (allowed_mentions is not
         # kept by Discord, so every later write sends NO_PINGS again).
         mentions = REPLY_PING if after is None and self._ping_author else NO_PINGS
-        try:
+
+        async def post() -> discord.Message:
             if view is None:
                 return await self._prompt.channel.send(content, allowed_mentions=mentions, **replying)
             return await self._prompt.channel.send(content, allowed_mentions=mentions, view=view, **replying)
-        except (discord.NotFound, discord.Forbidden) as exc:
-            raise ReplyGone(str(exc)) from exc
+
+        return await self._attempt(post)
 
     async def edit(self, handle: object, content: str, *, controls: Controls) -> None:
         """Edit a posted part (its buttons too)."""
         assert isinstance(handle, discord.Message)
-        try:
-            await handle.edit(content=content, allowed_mentions=NO_PINGS, view=controls_view(controls, self._key))
-        except (discord.NotFound, discord.Forbidden) as exc:
-            raise ReplyGone(str(exc)) from exc
+        view = controls_view(controls, self._key)
+        await self._attempt(lambda: handle.edit(content=content, allowed_mentions=NO_PINGS, view=view))
 
     async def delete(self, handle: object) -> None:
         """Delete a part that is no longer needed."""
         assert isinstance(handle, discord.Message)
-        with contextlib.suppress(discord.NotFound):
-            await handle.delete()
+        with contextlib.suppress(ReplyGone):
+            await self._attempt(handle.delete)
+
+    async def report_failure(self, reason: str, *, posted: bool) -> None:
+        """A short plain message about the failure; if even that is refused, a ⚠️ reaction on the question."""
+        text = notes.reply_failed(reason, posted=posted, link=self._prompt.jump_url)
+        try:
+            await self._prompt.channel.send(text, allowed_mentions=NO_PINGS)
+            return
+        except (discord.HTTPException, *NETWORK_ERRORS) as exc:
+            log.warning("could not post a note about the failed reply (%s)", describe_discord_error(exc))
+        try:
+            await self._prompt.add_reaction(notes.FAILED_REACTION)
+        except (discord.HTTPException, *NETWORK_ERRORS) as exc:
+            log.warning("could not mark the question with a reaction either (%s)", describe_discord_error(exc))
+
+    async def _attempt(self, write: Callable[[], Awaitable[T]]) -> T:
+        return await attempt_write(write, channel=self._prompt.channel, guild=self._prompt.guild)
+
+
+# Discord: an interaction token works for 15 minutes (discord-protocol.md §8 and §12).
+INTERACTION_TOKEN_LIFETIME = 900.0
+
+
+def token_switch_margin(lifetime: float) -> float:
+    """How long before an interaction token ends its answer moves to the channel routes.
+
+    Early enough that no edit races the deadline, and that the answer can still be finished through the
+    token if the channel routes turn out to be closed to the bot: a streaming answer is edited every 1-2 s,
+    so one of its edits falls in this window. (A minute of Discord's 15; half a short test lifetime.)
+    """
+    return min(60.0, lifetime / 2)
 
 
 class InteractionReplySink:
-    """Shows a slash-command reply: the deferred original response first, then follow-ups."""
+    """Shows a slash-command reply: the deferred original response first, then follow-ups.
 
-    def __init__(self, interaction: discord.Interaction[Any], *, key: int) -> None:
+    Discord takes edits through an interaction token for 15 minutes only, then answers 401/50027. Shortly
+    before that (measured on the clock from when the command arrived), and at once on a 401, the reply
+    moves to the channel routes with the bot token: the same non-ephemeral messages are edited there and
+    later parts are posted as normal channel messages. Should the channel be closed to the bot, the
+    answer is finished through the token while it still works.
+    """
+
+    def __init__(
+        self,
+        interaction: discord.Interaction[Any],
+        *,
+        key: int,
+        clock: Clock,
+        arrived_at: float | None = None,
+        token_lifetime: float = INTERACTION_TOKEN_LIFETIME,
+    ) -> None:
         self._interaction = interaction
         self._key = key
+        self._clock = clock
+        arrived = clock.now() if arrived_at is None else arrived_at
+        self._expires_at = arrived + token_lifetime
+        self._switch_at = self._expires_at - token_switch_margin(token_lifetime)
+        self._via_channel = False  # edits go through the channel routes with the bot token
+        self._token_dead = False  # Discord refused the token
+        self._channel_closed = False  # the channel routes refused the bot: back to the token while it lives
         self.first_message_id: int | None = None
 
     @property
@@ -130,31 +187,115 @@ class InteractionReplySink:
         """Nothing to stop."""
 
     async def send(self, content: str, *, after: object | None, controls: Controls) -> object:
-        """Fill the original response, or add a follow-up for later parts."""
+        """Fill the original response, or add a follow-up (a channel message once the token is over)."""
         view = controls_view(controls, self._key)
-        try:
-            if after is None and self.first_message_id is None:
-                message: discord.Message = await self._interaction.edit_original_response(
-                    content=content, allowed_mentions=NO_PINGS, view=view
-                )
-                self.first_message_id = message.id
-                return message
+        if after is None and self.first_message_id is None:
+            message = await self._write(
+                lambda: self._interaction.edit_original_response(content=content, allowed_mentions=NO_PINGS, view=view),
+                lambda: self._post(content, after=None, view=view),
+            )
+            self.first_message_id = message.id
+            return message
+
+        async def followup() -> discord.Message:
             if view is None:
                 return await self._interaction.followup.send(content, wait=True, allowed_mentions=NO_PINGS)
             return await self._interaction.followup.send(content, wait=True, allowed_mentions=NO_PINGS, view=view)
-        except (discord.NotFound, discord.Forbidden) as exc:
-            raise ReplyGone(str(exc)) from exc
+
+        return await self._write(followup, lambda: self._post(content, after=after, view=view))
 
     async def edit(self, handle: object, content: str, *, controls: Controls) -> None:
-        """Edit the original response or a follow-up."""
-        assert isinstance(handle, discord.InteractionMessage | discord.WebhookMessage)
-        try:
-            await handle.edit(content=content, allowed_mentions=NO_PINGS, view=controls_view(controls, self._key))
-        except (discord.NotFound, discord.Forbidden) as exc:
-            raise ReplyGone(str(exc)) from exc
+        """Edit the original response or a follow-up (through the channel once the token is over)."""
+        assert isinstance(handle, discord.Message)
+        view = controls_view(controls, self._key)
+        via_token = None
+        if isinstance(handle, discord.InteractionMessage | discord.WebhookMessage):
+            webhook_message = handle
+            via_token = lambda: webhook_message.edit(content=content, allowed_mentions=NO_PINGS, view=view)  # noqa: E731
+        await self._write(
+            via_token,
+            lambda: self._in_channel(handle.id).edit(content=content, allowed_mentions=NO_PINGS, view=view),
+        )
 
     async def delete(self, handle: object) -> None:
-        """Delete a follow-up that is no longer needed."""
-        assert isinstance(handle, discord.InteractionMessage | discord.WebhookMessage)
-        with contextlib.suppress(discord.NotFound):
-            await handle.delete()
+        """Delete a part that is no longer needed."""
+        assert isinstance(handle, discord.Message)
+        via_token = handle.delete if isinstance(handle, discord.InteractionMessage | discord.WebhookMessage) else None
+        with contextlib.suppress(ReplyGone):
+            await self._write(via_token, self._in_channel(handle.id).delete)
+
+    async def report_failure(self, reason: str, *, posted: bool) -> None:
+        """Say why in a message only the user sees, while the token works; else a plain channel message."""
+        text = notes.reply_failed(reason, posted=posted)
+        if self._token_alive():
+            try:
+                await self._interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+                return
+            except (discord.HTTPException, *NETWORK_ERRORS) as exc:
+                log.warning("could not tell the user why the reply failed (%s)", describe_discord_error(exc))
+        try:
+            await self._channel().send(text, allowed_mentions=NO_PINGS)
+        except (discord.HTTPException, *NETWORK_ERRORS) as exc:
+            log.warning("could not post a note about the failed reply (%s)", describe_discord_error(exc))
+
+    # ---- routes
+
+    async def _write(self, via_token: Callable[[], Awaitable[T]] | None, via_channel: Callable[[], Awaitable[T]]) -> T:
+        channel, guild = self._interaction.channel, self._interaction.guild
+        if via_token is not None and self._use_token():
+            try:
+                return await attempt_write(via_token, channel=channel, guild=guild, token_route=True)
+            except TokenRejected as rejected:
+                self._token_dead = self._via_channel = True
+                log.info(
+                    "interaction %s: Discord no longer takes its token (%s); going on through the channel",
+                    self._interaction.id,
+                    rejected,
+                )
+        try:
+            return await attempt_write(via_channel, channel=channel, guild=guild)
+        except NoChannelAccess as closed:
+            if via_token is None or not self._token_alive():
+                raise ReplyGone(str(closed), reason=notes.COMMAND_ANSWER_TIMED_OUT) from closed
+            self._channel_closed = True
+            log.warning(
+                "interaction %s: the bot can't edit messages in channel %s (%s); finishing through the token",
+                self._interaction.id,
+                self._interaction.channel_id,
+                closed,
+            )
+            raise ReplyRefused(str(closed), reason=notes.COMMAND_ANSWER_TIMED_OUT) from closed
+
+    def _use_token(self) -> bool:
+        if self._channel_closed:
+            return self._token_alive()
+        if not self._via_channel and self._clock.now() >= self._switch_at:
+            self._via_channel = True
+            log.info("interaction %s: its token expires soon; going on through the channel", self._interaction.id)
+        return not self._via_channel
+
+    def _token_alive(self) -> bool:
+        return not self._token_dead and self._clock.now() < self._expires_at
+
+    def _channel(self) -> discord.PartialMessageable:
+        channel_id = self._interaction.channel_id
+        assert channel_id is not None
+        client: discord.Client = self._interaction.client
+        return client.get_partial_messageable(channel_id, guild_id=self._interaction.guild_id)
+
+    def _in_channel(self, message_id: int) -> discord.PartialMessage:
+        return self._channel().get_partial_message(message_id)
+
+    async def _post(self, content: str, *, after: object | None, view: discord.ui.View | None) -> discord.Message:
+        """A part as a normal channel message, replying to the previous part like a channel reply does."""
+        options: dict[str, Any] = {"allowed_mentions": NO_PINGS}
+        if view is not None:
+            options["view"] = view
+        if isinstance(after, discord.Message):
+            options["reference"] = discord.MessageReference(
+                message_id=after.id,
+                channel_id=after.channel.id,
+                guild_id=self._interaction.guild_id,
+                fail_if_not_exists=False,
+            )
+        return await self._channel().send(content, **options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot.answers.book import LiveAnswer
-from bot.streaming.relay import Controls, MessageSink, ReplyGone
+from bot.streaming.relay import Controls, FailureReporter, MessageSink, ReplyGone
 
 
 class RecordingSink:
@@ -58,6 +58,11 @@ class RecordingSink:
             self._removed(message_id)
             raise
         self._removed(message_id)
+
+    async def report_failure(self, reason: str, *, posted: bool) -> None:
+        """Pass a failure report on to the wrapped sink, when it can tell the user some other way."""
+        if isinstance(self._inner, FailureReporter):
+            await self._inner.report_failure(reason, posted=posted)
 
     def _removed(self, message_id: int | None) -> None:
         if message_id is not None:

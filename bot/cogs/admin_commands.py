@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -11,12 +13,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs.chat import DMS_OFF
-from bot.discord_io import NO_PINGS
+from bot.discord_errors import NETWORK_ERRORS, describe_discord_error
+from bot.discord_io import NO_PINGS, InteractionReplySink
 from bot.ollama.catalog import describe_model, find_model, format_size
 from bot.ollama.client import LoadedModel, ModelInfo
 from bot.ollama.errors import OllamaError, OllamaUnreachable
 from bot.ollama.pull_progress import PullTracker
 from bot.streaming.notes import describe_error
+from bot.streaming.relay import FINAL_EDIT_RETRIES, Controls, ReplyGone, ReplyRefused, ReplyWriteFailed
 
 if TYPE_CHECKING:
     from bot.app import OllacordBot, Services
@@ -140,6 +144,7 @@ class AdminCommands(commands.Cog):
     @app_commands.guild_only()
     async def pull(self, interaction: discord.Interaction[Any], name: app_commands.Range[str, 1, 200]) -> None:
         """Pull a model, showing live progress in a channel message."""
+        arrived_at = self.services.clock.now()  # the interaction token's 15 minutes run from here
         if not self._is_admin(interaction):
             await interaction.response.send_message(ADMINS_ONLY, ephemeral=True)
             return
@@ -149,28 +154,78 @@ class AdminCommands(commands.Cog):
             return
         clock = self.services.clock
         tracker = PullTracker(name)
-        # A pull can outlast an interaction token (15 min), so progress goes into a normal message.
-        await interaction.response.send_message(f"⬇️ Pulling `{name}`…", allowed_mentions=NO_PINGS)
-        message = await interaction.original_response()
+        # A pull can outlast the interaction token (15 min): the sink then edits through the channel instead.
+        sink = InteractionReplySink(
+            interaction,
+            key=interaction.id,
+            clock=clock,
+            arrived_at=arrived_at,
+            token_lifetime=self.bot.interaction_token_lifetime,
+        )
+        callback = await interaction.response.send_message(f"⬇️ Pulling `{name}`…", allowed_mentions=NO_PINGS)
+        message = callback.resource if callback is not None else None
+        if not isinstance(message, discord.InteractionMessage):
+            message = None
         log.info("model pull started model=%s by=%s", name, interaction.user.id)
+        # Progress is shown by its own task: Discord being slow or refusing an edit must never stall or close
+        # the pull stream, since Ollama cancels the download when its client goes away.
+        shower = asyncio.create_task(self._show_pull_progress(sink, message, tracker), name=f"pull-progress-{name}")
         error: str | None = None
-        last_edit = clock.now()
-        shown = ""
         try:
             async for progress in self.services.ollama.pull(name):
-                now = clock.now()
-                tracker.update(progress, now)
-                if now - last_edit >= self.services.settings.edit_interval * 1.5:
-                    text = tracker.render(now)
-                    if text != shown:
-                        await message.edit(content=text)
-                        shown, last_edit = text, now
+                tracker.update(progress, clock.now())
         except OllamaError as exc:
             error = getattr(exc, "message", None) or str(exc)
         finally:
+            shower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await shower
             final = tracker.finished(error if error or tracker.done else "the pull ended early")
-            await message.edit(content=final)
+            await self._show_pull_outcome(sink, message, final)
         log.info("model pull finished model=%s ok=%s", name, error is None and tracker.done)
+
+    async def _show_pull_progress(
+        self, sink: InteractionReplySink, message: discord.Message | None, tracker: PullTracker
+    ) -> None:
+        """Edit the progress message at a steady pace; failed edits are skipped, never raised."""
+        clock, budget = self.services.clock, self.services.budget
+        interval = max(self.services.settings.edit_interval * 1.5, budget.steady_interval)
+        shown = ""
+        while message is not None:
+            await clock.sleep(interval)
+            while (delay := budget.delay(sink.channel_key, clock.now(), needed=2)) > 0:
+                await clock.sleep(delay)  # share the channel's write budget with streaming answers
+            text = tracker.render(clock.now())
+            if text == shown:
+                continue
+            budget.record(sink.channel_key, clock.now())
+            try:
+                await sink.edit(message, text, controls=Controls.NONE)
+                shown = text
+            except ReplyWriteFailed as exc:
+                log.warning("could not show pull progress (%s); trying again with the next update", exc)
+            except (ReplyGone, ReplyRefused) as exc:
+                log.warning("stopped showing pull progress (%s); the outcome will still be shown", exc)
+                return
+
+    async def _show_pull_outcome(self, sink: InteractionReplySink, message: discord.Message | None, text: str) -> None:
+        """Put the outcome into the progress message, or else post it as a message of its own."""
+        if message is not None:
+            for delay in (*FINAL_EDIT_RETRIES, None):
+                try:
+                    await sink.edit(message, text, controls=Controls.NONE)
+                    return
+                except ReplyWriteFailed as exc:
+                    log.warning("could not show the pull outcome (%s)", exc)
+                except (ReplyGone, ReplyRefused) as exc:
+                    log.warning("could not show the pull outcome in its message (%s)", exc)
+                    break
+                if delay is not None:
+                    await self.services.clock.sleep(delay)
+        try:
+            await sink.send(text, after=message, controls=Controls.NONE)
+        except (ReplyGone, ReplyRefused, ReplyWriteFailed) as exc:
+            log.error("could not show the outcome of a model pull anywhere (%s)", exc)
 
     @app_commands.command(name="delete", description="Delete a model from the Ollama server (admins)")
     @app_commands.describe(name="The installed model to delete")
@@ -191,15 +246,39 @@ class AdminCommands(commands.Cog):
         )
         await view.wait()
         if not view.confirmed:
-            await interaction.edit_original_response(content=f"Kept `{target}`.", view=None)
+            await self._show_delete_outcome(interaction, f"Kept `{target}`.")
             return
         try:
             await self.services.ollama.delete(target)
         except OllamaError as exc:
-            await interaction.edit_original_response(content=describe_error(exc), view=None)
+            await self._show_delete_outcome(interaction, describe_error(exc))
             return
         log.info("model deleted model=%s by=%s", target, interaction.user.id)
-        await interaction.edit_original_response(content=f"🗑️ Deleted `{target}`.", view=None)
+        await self._show_delete_outcome(interaction, f"🗑️ Deleted `{target}`.")
+
+    async def _show_delete_outcome(self, interaction: discord.Interaction[Any], text: str) -> None:
+        """Replace the confirmation; failing that, a message only the admin sees; failing that, a channel message.
+
+        The deletion has happened (or failed) whatever Discord does with this edit.
+        """
+        try:
+            await interaction.edit_original_response(content=text, view=None)
+            return
+        except (discord.HTTPException, *NETWORK_ERRORS) as exc:
+            log.warning("could not show the /delete outcome in its message (%s)", describe_discord_error(exc))
+        try:
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+            return
+        except (discord.HTTPException, *NETWORK_ERRORS) as exc:
+            log.warning("could not send the /delete outcome as a followup (%s)", describe_discord_error(exc))
+        if interaction.channel_id is None:
+            log.error("could not show the /delete outcome anywhere")
+            return
+        channel = self.bot.get_partial_messageable(interaction.channel_id, guild_id=interaction.guild_id)
+        try:
+            await channel.send(text, allowed_mentions=NO_PINGS)
+        except (discord.HTTPException, *NETWORK_ERRORS) as exc:
+            log.error("could not show the /delete outcome anywhere (%s)", describe_discord_error(exc))
 
     @delete.autocomplete("name")
     async def delete_autocomplete(

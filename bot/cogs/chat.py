@@ -401,6 +401,7 @@ class ChatCog(commands.Cog):
     @app_commands.guild_only()
     async def ask(self, interaction: discord.Interaction[Any], prompt: app_commands.Range[str, 1, 4000]) -> None:
         """Stream an answer to `prompt` into the command's response."""
+        arrived_at = self.services.clock.now()  # the interaction token's 15 minutes run from here
         if not self.accepting:
             await interaction.response.send_message(RESTARTING, ephemeral=True)
             return
@@ -429,7 +430,13 @@ class ChatCog(commands.Cog):
                 channel_id=interaction.channel_id,
                 ask=AskPrompt(author_id=record.author_id, author_name=record.author_name, text=prompt),
             )
-            sink = InteractionReplySink(interaction, key=interaction.id)
+            sink = InteractionReplySink(
+                interaction,
+                key=interaction.id,
+                clock=self.services.clock,
+                arrived_at=arrived_at,
+                token_lifetime=self.bot.interaction_token_lifetime,
+            )
             await self._generate(request, sink, rate_checked=True)
         finally:
             self._busy -= 1

@@ -100,6 +100,37 @@ def context_prompt_cut(kept: int, window: int) -> str:
     )
 
 
+# ---- Discord failures. A reason is a clause ("Discord refused the message (error 50035: Invalid Form Body)")
+# that the sentences below complete, so one reason reads right wherever it is shown.
+
+DISCORD_KEPT_FAILING = "Discord kept failing to accept it"
+ARCHIVED_THREAD = "this thread was archived and I'm not allowed to reopen it"
+LOST_ACCESS = "I can no longer post or edit messages here"
+COMMAND_ANSWER_TIMED_OUT = (
+    "Discord lets me edit a command's answer for only 15 minutes, and I can't edit messages in this channel "
+    "myself (that needs the View Channel permission here)"
+)
+FAILED_REACTION = "⚠️"  # added to the question when not even a short message about the failure can be posted
+
+
+def discord_refused(code: int, message: str) -> str:
+    """The reason for an answer Discord refused for good (a 4xx), with Discord's code and text."""
+    detail = _clip(message) if message.strip() else "no details"
+    return f"Discord refused the message (error {code}: {detail})"
+
+
+def cut_short(reason: str) -> str:
+    """The note ending an answer that had to stop because of Discord."""
+    return f"⚠️ {reason[:1].upper()}{reason[1:]}, so the answer stops here."
+
+
+def reply_failed(reason: str, *, posted: bool, link: str | None = None) -> str:
+    """Told some other way (a plain message, an ephemeral one) when the answer itself can't say it."""
+    about = f" to {link}" if link else ""
+    verb = "finish" if posted else "post"
+    return f"⚠️ I couldn't {verb} my answer{about}: {reason}."
+
+
 # Conversation building drops messages that start with this header: reasoning is not history.
 REASONING_HEADER = "-# 💭 Reasoning"
 REASONING_TRUNCATED = "…"

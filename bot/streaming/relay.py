@@ -15,7 +15,7 @@ import enum
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bot.clock import Clock
 from bot.ollama.client import ChatChunk
@@ -32,10 +32,33 @@ STREAMING_MARKER = " ⏳"
 SHUTDOWN_CANCEL = "ollacord-shutdown"
 # Fraction of a message after which a roll-over may come with the next tokens.
 ROLL_OVER_ZONE = 0.8
+# Seconds between further attempts at the final edit when Discord fails for a passing reason (5xx, network):
+# it is the edit that takes the in-progress marker and the Stop button away, so it is worth waiting for.
+FINAL_EDIT_RETRIES = (1.0, 2.0, 4.0, 8.0)
 
 
 class ReplyGone(Exception):
-    """The reply message can no longer be edited (deleted, or access lost)."""
+    """The reply can no longer be written: deleted, access lost, or a thread the bot may not reopen.
+
+    `reason` (a clause, see notes) says why when the user should be told some other way; None when the
+    message was simply deleted.
+    """
+
+    def __init__(self, detail: str = "", *, reason: str | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class ReplyRefused(Exception):
+    """Discord refused a write for good (a 4xx that retrying cannot fix): the answer stops, saying `reason`."""
+
+    def __init__(self, detail: str, *, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class ReplyWriteFailed(Exception):
+    """A write failed for a reason that passes (Discord 5xx, rate limit exhausted, network): try again later."""
 
 
 class Controls(enum.Enum):
@@ -72,6 +95,15 @@ class MessageSink(Protocol):
 
     async def delete(self, handle: object) -> None:
         """Remove a message that is no longer part of the reply."""
+        ...
+
+
+@runtime_checkable
+class FailureReporter(Protocol):
+    """A sink that can tell the user about a failure some other way than through the reply itself."""
+
+    async def report_failure(self, reason: str, *, posted: bool) -> None:
+        """Tell the user the answer failed for `reason` (a clause); `posted`: whether part of it is shown."""
         ...
 
 
@@ -206,16 +238,28 @@ class _Relay:
         try:
             await self._start_waiting()
             await self._stream()
-            await self._publish(final=True)
-        except ReplyGone:
-            self.result.outcome = Outcome.DELETED
-            log.info("reply was deleted while streaming; stopping generation")
+            await self._publish_final()
+        except ReplyGone as gone:
+            await self._stop_reader(reader)
+            await self._gone(gone)
+        except ReplyRefused as refused:
+            log.warning("Discord refused an update of the reply (%s); stopping generation", refused)
+            self.result.outcome = Outcome.ERROR
+            await self._stop_reader(reader)
+            self.extra_notes.append(notes.note(notes.cut_short(refused.reason)))
+            await self._final_edit_after_failure(refused.reason)
+        except ReplyWriteFailed as failed:  # the final edit, even after FINAL_EDIT_RETRIES
+            self.result.outcome = Outcome.ERROR
+            self.extra_notes.append(notes.note(notes.cut_short(notes.DISCORD_KEPT_FAILING)))
+            if not await self._finish_shown():
+                await self._unfinished(failed, notes.DISCORD_KEPT_FAILING)
         except asyncio.CancelledError as cancel:
             self.result.outcome = Outcome.CANCELLED
             await self._stop_reader(reader)
             shutting_down = SHUTDOWN_CANCEL in cancel.args
             self.extra_notes.append(notes.note(notes.SHUTDOWN if shutting_down else self.options.cancel_note))
-            await self._final_edit_after_failure()
+            # At shutdown the process is about to end: one attempt, no waiting out a failing Discord.
+            await self._final_edit_after_failure(retries=() if shutting_down else FINAL_EDIT_RETRIES)
             raise
         except Exception:
             log.exception("could not update the reply in Discord")
@@ -299,7 +343,12 @@ class _Relay:
                     delay = self._edit_delay()
                 if self.finished.is_set():
                     return
-            await self._publish(final=False)
+            try:
+                await self._publish(final=False)
+            except ReplyWriteFailed as failed:
+                # Generation goes on: what was not shown now is in the next edit (latest text wins).
+                self.last_edit_at = self.clock.now()
+                log.warning("could not update the reply (%s); trying again with the next edit", failed)
 
     def _edit_delay(self) -> float:
         now = self.clock.now()
@@ -369,11 +418,22 @@ class _Relay:
         self.showing_status = not self.result.text and bool(desired)
         if final:
             while len(self.handles) > len(desired):
-                handle = self.handles.pop()
+                with contextlib.suppress(ReplyGone, ReplyRefused):  # a passing failure is tried again
+                    await self.sink.delete(self.handles[-1])
+                self.handles.pop()
                 self.shown.pop()
-                with contextlib.suppress(ReplyGone):
-                    await self.sink.delete(handle)
             self.result.final_edit_at = self.clock.now()
+
+    async def _publish_final(self, retries: Sequence[float] = FINAL_EDIT_RETRIES) -> None:
+        """The final publish; tried again after a passing failure, since it is what removes the marker."""
+        for delay in retries:
+            try:
+                await self._publish(final=True)
+                return
+            except ReplyWriteFailed as failed:
+                log.warning("the final edit of the reply failed (%s); trying again in %g s", failed, delay)
+                await self.clock.sleep(delay)
+        await self._publish(final=True)
 
     def _footer(self) -> str:
         lines = [*self.result.notes, *self.extra_notes]
@@ -407,14 +467,88 @@ class _Relay:
         if self.result.first_visible_at is None and self.result.text:
             self.result.first_visible_at = now
 
-    async def _final_edit_after_failure(self) -> None:
+    async def _final_edit_after_failure(
+        self, reason: str | None = None, *, retries: Sequence[float] = FINAL_EDIT_RETRIES
+    ) -> None:
         """Best effort: leave the reply in a finished state even after a failure."""
+        failure: Exception
         try:
-            await self._publish(final=True)
-        except ReplyGone:
+            await self._publish_final(retries)
+            return
+        except ReplyGone as gone:
+            await self._gone(gone)
+            return
+        except (ReplyRefused, ReplyWriteFailed) as exc:
+            failure = exc
+            reason = exc.reason if isinstance(exc, ReplyRefused) else reason or notes.DISCORD_KEPT_FAILING
+        except Exception as exc:
+            log.exception("the final edit of the reply failed")
+            failure = exc
+        if not await self._finish_shown():
+            await self._unfinished(failure, reason or notes.DISCORD_KEPT_FAILING)
+
+    async def _finish_shown(self) -> bool:
+        """Last resort after a failed final edit: take the marker and Stop off what is already shown.
+
+        The text Discord accepted once is the most likely to be accepted again; the notes go under the last
+        message. False if nothing is shown or an edit failed.
+        """
+        if not self.handles:
+            return False
+        footer = self._footer()
+        last = len(self.handles) - 1
+        for index, handle in enumerate(self.handles):
+            shown = self.shown[index]
+            if shown is None:
+                continue
+            content, controls = shown
+            streaming = content.endswith(STREAMING_MARKER) or controls is Controls.STOP
+            if not streaming and (index != last or not footer or content.endswith(footer)):
+                continue
+            # A message with Stop but no marker shows a status (queue, thinking), not answer text.
+            is_status = streaming and not content.endswith(STREAMING_MARKER)
+            text = "" if is_status else content.removesuffix(STREAMING_MARKER)
+            if index == last and footer:
+                footer = footer[: self.options.limit // 2]
+                room = self.options.limit - len(footer) - 2
+                # Saying the answer stops here matters more than its last few characters.
+                text = text if len(text) <= room + 1 else text[:room] + "…"
+                content = f"{text}\n{footer}" if text.strip() else footer
+            else:
+                content = text
+            try:
+                await self.sink.edit(handle, content or notes.EMPTY_ANSWER, controls=Controls.NONE)
+            except Exception as exc:
+                log.warning("could not take the in-progress marker off the reply either (%s)", exc)
+                return False
+            self.shown[index] = (content, Controls.NONE)
+        self.result.final_edit_at = self.clock.now()
+        return True
+
+    async def _unfinished(self, failure: Exception, reason: str) -> None:
+        """Log what really happened to a reply that could not be finished, and tell the user if nothing shows."""
+        if not self.handles:
+            log.error("could not post the reply at all (%s)", failure)
+            await self._report(reason, posted=False)
+        else:
+            log.error("could not finish the reply (%s); it may still show its in-progress marker", failure)
+
+    async def _gone(self, gone: ReplyGone) -> None:
+        if gone.reason is None:
             self.result.outcome = Outcome.DELETED
+            log.info("reply was deleted while streaming; stopping generation")
+            return
+        self.result.outcome = Outcome.ERROR
+        log.warning("the reply can no longer be updated (%s); stopping generation", gone)
+        await self._report(gone.reason, posted=bool(self.handles))
+
+    async def _report(self, reason: str, *, posted: bool) -> None:
+        if not isinstance(self.sink, FailureReporter):
+            return
+        try:
+            await self.sink.report_failure(reason, posted=posted)
         except Exception:
-            log.exception("final edit failed; the reply may still show its in-progress marker")
+            log.warning("could not tell the user about the failure either", exc_info=True)
 
     async def _start_waiting(self) -> None:
         try:

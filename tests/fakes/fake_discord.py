@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import discord
 import discord.gateway
@@ -100,6 +100,20 @@ class Ping:
 
 
 @dataclass
+class ErrorInjection:
+    """Answer matching requests with a chosen Discord error (see ``FakeDiscord.inject_error``)."""
+
+    method: str
+    path: re.Pattern[str]
+    status: int
+    code: int
+    message: str
+    remaining: int | None  # None: every matching request until removed
+    match: Callable[[RestCall], bool] | None = None
+    hits: int = 0
+
+
+@dataclass
 class _Interaction:
     id: int
     token: str
@@ -112,6 +126,7 @@ class _Interaction:
     response_type: int | None = None
     original_id: int | None = None
     followup_ids: list[int] = field(default_factory=list)
+    created_at: float = field(default_factory=time.monotonic)  # when INTERACTION_CREATE was sent (token lifetime)
 
 
 def _now_iso() -> str:
@@ -225,6 +240,13 @@ class FakeDiscord:
         self._injected: list[list[Any]] = []  # [method, compiled regex, remaining, retry_after]
         self._disconnects: list[list[Any]] = []  # [method, compiled regex, remaining]
         self._interactions: dict[str, _Interaction] = {}
+        # Discord: an interaction token is valid for 15 minutes; afterwards every /webhooks/{app}/{token} route
+        # answers 401 with code 50027 (discord-api-docs #6851). Tests shorten it to seconds.
+        self.interaction_token_lifetime: float = 900.0
+        # Whether the bot has Manage Threads: needed to unarchive a locked thread (see _edit_channel).
+        self.bot_can_manage_threads: bool = True
+        self.reactions: dict[int, list[tuple[int, str]]] = {}  # message id -> (user id, emoji) added via REST
+        self._error_injections: list[ErrorInjection] = []
         self._runner: web.AppRunner | None = None
         self._saved: tuple[str, yarl.URL] | None = None
         self._routes: list[tuple[str, re.Pattern[str], Callable[[RestCall, re.Match[str]], Awaitable[Result]]]] = [
@@ -239,6 +261,8 @@ class FakeDiscord:
                 ("GET", r"/applications/(\d+)/commands", self._get_commands),
                 ("GET", r"/applications/(\d+)/guilds/(\d+)/commands", self._get_commands),
                 ("GET", r"/channels/(\d+)", self._get_channel),
+                ("PATCH", r"/channels/(\d+)", self._edit_channel),
+                ("PUT", r"/channels/(\d+)/messages/(\d+)/reactions/([^/]+)/@me", self._add_reaction),
                 ("POST", r"/channels/(\d+)/threads", self._start_thread),
                 ("POST", r"/channels/(\d+)/messages/(\d+)/threads", self._start_thread),
                 ("POST", r"/channels/(\d+)/typing", self._typing),
@@ -247,7 +271,6 @@ class FakeDiscord:
                 ("GET", r"/channels/(\d+)/messages/(\d+)", self._get_message),
                 ("PATCH", r"/channels/(\d+)/messages/(\d+)", self._edit_message),
                 ("DELETE", r"/channels/(\d+)/messages/(\d+)", self._delete_message),
-                ("PUT", r"/channels/(\d+)/messages/(\d+)/reactions/([^/]+)/@me", self._add_reaction),
                 ("POST", r"/interactions/(\d+)/([^/]+)/callback", self._callback),
                 ("POST", r"/webhooks/(\d+)/([^/]+)", self._followup),
                 *[
@@ -609,6 +632,46 @@ class FakeDiscord:
         """
         self._disconnects.append([method.upper(), re.compile(path_regex), count])
 
+    def inject_error(
+        self,
+        method: str,
+        path_regex: str,
+        status: int,
+        code: int = 0,
+        message: str = "",
+        *,
+        count: int | None = 1,
+        match: Callable[[RestCall], bool] | None = None,
+    ) -> ErrorInjection:
+        """Answer the next ``count`` requests matching method and path (regex search) with a Discord error.
+
+        ``count=None`` keeps answering until ``remove_injection``; ``match`` narrows it to calls it accepts
+        (e.g. only bodies with a ``message_reference``). The body is Discord's ``{"message", "code"}``.
+        Remember how discord.py reacts (discord-protocol.md §5 and §12): on bot-token routes 500/502/504/524
+        are retried after 1 s, 3 s, 5 s… but 503 raises at once; the webhook and interaction routes retry
+        every 5xx that way. 401/400 and the other 4xx raise at once everywhere.
+        """
+        injection = ErrorInjection(method.upper(), re.compile(path_regex), status, code, message, count, match)
+        self._error_injections.append(injection)
+        return injection
+
+    def remove_injection(self, injection: ErrorInjection) -> None:
+        """Stop an ``inject_error`` answering."""
+        if injection in self._error_injections:
+            self._error_injections.remove(injection)
+
+    def _injected_error(self, call: RestCall) -> Result | None:
+        for inj in self._error_injections:
+            if inj.remaining == 0 or inj.method != call.method or not inj.path.search(call.path):
+                continue
+            if inj.match is not None and not inj.match(call):
+                continue
+            if inj.remaining is not None:
+                inj.remaining -= 1
+            inj.hits += 1
+            return _error(inj.status, inj.code, inj.message or f"{inj.status}: injected by the test")
+        return None
+
     def _too_many(self, retry_after: float) -> web.Response:
         self.rate_limited += 1
         retry_after = math.ceil(retry_after * 1000) / 1000  # never tell the client to retry too early
@@ -676,6 +739,9 @@ class FakeDiscord:
             call.status = self.rest_outage
             page = f"<html><body><h1>{self.rest_outage} Service Unavailable</h1></body></html>"
             return web.Response(status=self.rest_outage, text=page, content_type="text/html")
+        if (injected := self._injected_error(call)) is not None:
+            call.status = injected[0]
+            return _json_response(*injected)
         public = path.startswith(("/webhooks/", "/interactions/"))
         if not public and request.headers.get("Authorization") != f"Bot {self.token}":
             status, payload = _error(401, 0, "401: Unauthorized")
@@ -881,6 +947,8 @@ class FakeDiscord:
         body: Json = call.json or {}
         if (bad := self._validate(body, files=len(call.files))) is not None:
             return bad
+        if (refused := await self._post_into_archived(cid)) is not None:
+            return refused
         ref = body.get("message_reference")
         msg = self._new_message(cid, self.bot_id, body, msg_type=19 if ref else 0, files=call.files)
         if ref:
@@ -956,6 +1024,10 @@ class FakeDiscord:
             return _error(404, 10008, "Unknown Message")
         if msg["author"]["id"] != str(self.bot_id) and set(call.json or {}) - {"flags"}:
             return _error(403, 50005, "Cannot edit a message authored by another user")
+        if msg["flags"] & 64:  # an ephemeral message exists only for its interaction's token, not on channel routes
+            return _error(404, 10008, "Unknown Message")
+        if self._archived(int(m.group(1))):
+            return _error(400, 50083, "Thread is archived")
         body: Json = call.json or {}
         if (bad := self._validate(body, resulting=msg, files=len(call.files))) is not None:
             return bad
@@ -967,6 +1039,8 @@ class FakeDiscord:
     async def _delete_message(self, call: RestCall, m: re.Match[str]) -> Result:
         if self._lookup(int(m.group(1)), int(m.group(2))) is None:
             return _error(404, 10008, "Unknown Message")
+        if self._archived(int(m.group(1))):
+            return _error(400, 50083, "Thread is archived")
         await self.delete_message(int(m.group(2)))
         return 204, None
 
@@ -1040,11 +1114,16 @@ class FakeDiscord:
 
     async def _followup(self, call: RestCall, m: re.Match[str]) -> Result:
         it = self._interaction_for(int(m.group(1)), m.group(2), by_id=False)
+        if it is not None and self._token_expired(it):
+            return _error(401, 50027, "Invalid Webhook Token")
         if it is None or not it.acked:
             return _error(404, 10015, "Unknown Webhook")
         body: Json = call.json or {}
         if (bad := self._validate(body, files=len(call.files))) is not None:
             return bad
+        # An ephemeral followup is not posted in the channel, so an archived thread does not stop it.
+        if not int(body.get("flags") or 0) & 64 and (refused := await self._post_into_archived(it.channel_id)):
+            return refused
         original = self.messages.get(it.original_id or -1)
         if original is not None and original["flags"] & 128:
             # Like Discord: the first followup after a deferred response replaces the "thinking" message.
@@ -1063,6 +1142,8 @@ class FakeDiscord:
 
     async def _webhook_message(self, call: RestCall, m: re.Match[str]) -> Result:
         it = self._interaction_for(int(m.group(1)), m.group(2), by_id=False)
+        if it is not None and self._token_expired(it):
+            return _error(401, 50027, "Invalid Webhook Token")
         if it is None:
             return _error(404, 10015, "Unknown Webhook")
         mid = it.original_id if m.group(3) == "@original" else int(m.group(3))
@@ -1071,6 +1152,8 @@ class FakeDiscord:
             return _error(404, 10008, "Unknown Message")
         if call.method == "GET":
             return 200, msg
+        if not msg["flags"] & 64 and self._archived(it.channel_id):
+            return _error(400, 50083, "Thread is archived")
         if call.method == "DELETE":
             await self.delete_message(int(msg["id"]))
             return 204, None
@@ -1085,6 +1168,96 @@ class FakeDiscord:
         if not msg["flags"] & 64:
             await self._dispatch_message("MESSAGE_UPDATE", msg)
         return 200, msg
+
+    # ------------------------------------------------------------------ token expiry, archived threads, reactions
+
+    def _token_expired(self, it: _Interaction) -> bool:
+        return time.monotonic() - it.created_at >= self.interaction_token_lifetime
+
+    def _archived(self, cid: int) -> bool:
+        thread = self.threads.get(cid)
+        return thread is not None and bool(thread["thread_metadata"]["archived"])
+
+    async def _post_into_archived(self, cid: int) -> Result | None:
+        """Posting into an archived thread: 400/50083 if the bot may not unarchive it, else it unarchives it.
+
+        Discord unarchives a thread automatically when a message is sent in it (discord-api-docs #2855), but
+        only a member with Manage Threads may reopen a locked one (Channel.md, thread metadata ``locked``).
+        Editing, deleting and reacting in an archived thread always answer 50083 (discord-api-docs #2855, #4302).
+        """
+        thread = self.threads.get(cid)
+        if thread is None or not thread["thread_metadata"]["archived"]:
+            return None
+        if thread["thread_metadata"]["locked"] and not self.bot_can_manage_threads:
+            return _error(400, 50083, "Thread is archived")
+        await self._set_archived(thread, archived=False)
+        return None
+
+    async def _set_archived(self, thread: Json, *, archived: bool, locked: bool | None = None) -> None:
+        meta = thread["thread_metadata"]
+        if meta["archived"] != archived:
+            meta["archive_timestamp"] = _now_iso()
+        meta["archived"] = archived
+        if locked is not None:
+            meta["locked"] = locked
+        await self.dispatch("THREAD_UPDATE", dict(thread))
+
+    async def _edit_channel(self, call: RestCall, m: re.Match[str]) -> Result:
+        """``PATCH /channels/{id}``; modelled for threads only (archive, unarchive, lock, rename).
+
+        Discord's Modify Channel, JSON params (Thread): setting ``archived`` to false on an unlocked thread needs
+        only Send Messages; on a locked thread, and any change of ``locked``, it needs Manage Threads; any other
+        edit needs the thread to be unarchived or unarchived by the same request (discord-api-docs PR #3108).
+        Other channels: answered with the unchanged channel.
+        """
+        cid = int(m.group(1))
+        if not self._known_channel(cid):
+            return _error(404, 10003, "Unknown Channel")
+        thread = self.threads.get(cid)
+        if thread is None:
+            return 200, self._channel(cid)
+        body: Json = call.json or {}
+        meta = thread["thread_metadata"]
+        archived = bool(body.get("archived", meta["archived"]))
+        locked = bool(body.get("locked", meta["locked"]))
+        if meta["archived"] and archived:
+            return _error(400, 50083, "Thread is archived")
+        if not self.bot_can_manage_threads and (locked != meta["locked"] or (meta["archived"] and meta["locked"])):
+            return _error(403, 50013, "Missing Permissions")
+        if isinstance(body.get("name"), str):
+            thread["name"] = body["name"]
+        await self._set_archived(thread, archived=archived, locked=locked)
+        return 200, dict(thread)
+
+    async def _add_reaction(self, call: RestCall, m: re.Match[str]) -> Result:
+        """``PUT /channels/{c}/messages/{m}/reactions/{emoji}/@me``: 204 and MESSAGE_REACTION_ADD."""
+        cid, mid = int(m.group(1)), int(m.group(2))
+        msg = self._lookup(cid, mid)
+        if msg is None:
+            return _error(404, 10008, "Unknown Message")
+        if self._archived(cid):
+            return _error(400, 50083, "Thread is archived")
+        emoji = unquote(m.group(3))
+        self.reactions.setdefault(mid, []).append((self.bot_id, emoji))
+        # The message object lists its reactions, with `me` for the bot's own ("Reaction Object").
+        reactions: list[Json] = msg.setdefault("reactions", [])
+        mine = next((r for r in reactions if r["emoji"]["name"] == emoji), None)
+        if mine is None:
+            mine = {"count": 0, "me": False, "emoji": {"id": None, "name": emoji}, "burst_colors": []}
+            reactions.append(mine)
+        if not mine["me"]:
+            mine["count"] += 1
+            mine["me"] = True
+        event: Json = {"user_id": str(self.bot_id), "channel_id": str(cid), "message_id": str(mid)}
+        event.update(emoji={"id": None, "name": emoji}, burst=False, type=0, message_author_id=msg["author"]["id"])
+        if (guild_id := self._guild_of(cid)) is not None:
+            event.update(guild_id=str(guild_id), member=self._member(self.bot_id))
+        await self.dispatch("MESSAGE_REACTION_ADD", event)
+        return 204, None
+
+    async def archive_thread(self, thread_id: int, *, locked: bool = False) -> None:
+        """Archive a thread (and lock it) as a moderator or Discord's auto-archive would; THREAD_UPDATE."""
+        await self._set_archived(self.threads[thread_id], archived=True, locked=locked)
 
     # ------------------------------------------------------------------ test-side actions
 
@@ -1400,27 +1573,6 @@ class FakeDiscord:
         if cached:
             await self._dispatch_message("MESSAGE_CREATE", msg)
         return {**self.threads[tid], "message": msg}
-
-    async def _add_reaction(self, call: RestCall, m: re.Match[str]) -> Result:
-        """``PUT /channels/{c}/messages/{m}/reactions/{emoji}/@me``: 204 and MESSAGE_REACTION_ADD."""
-        msg = self._lookup(int(m.group(1)), int(m.group(2)))
-        if msg is None:
-            return _error(404, 10008, "Unknown Message")
-        emoji = m.group(3)
-        reactions: list[Json] = msg.setdefault("reactions", [])
-        mine = next((r for r in reactions if r["emoji"]["name"] == emoji), None)
-        if mine is None:
-            mine = {"count": 0, "me": False, "emoji": {"id": None, "name": emoji}, "burst_colors": []}
-            reactions.append(mine)
-        if not mine["me"]:
-            mine["count"] += 1
-            mine["me"] = True
-        event: Json = {"user_id": str(self.bot_id), "channel_id": msg["channel_id"], "message_id": msg["id"]}
-        event.update(emoji={"id": None, "name": emoji}, type=0, burst=False, message_author_id=msg["author"]["id"])
-        if "guild_id" in msg:
-            event["guild_id"] = msg["guild_id"]
-        await self.dispatch("MESSAGE_REACTION_ADD", event)
-        return 204, None
 
     def _denied_bits(self, cid: int) -> int:
         """Permission bits denied to the bot in a channel; a thread inherits its parent's (topics/threads)."""
