@@ -21,9 +21,11 @@ import discord
 from dotenv import find_dotenv, load_dotenv
 
 from bot.answers.book import AnswerBook
+from bot.answers.service import AnswerService
 from bot.answers.sqlite_store import SqliteAnswerStore
 from bot.answers.store import AnswerStore, MemoryAnswerStore
-from bot.app import OllacordBot, Services
+from bot.app import OllacordBot
+from bot.attachments import AttachmentLimits
 from bot.backoff import Backoff
 from bot.channel_settings.store import DATABASE_FILENAME, SettingsStore, SqliteSettingsStore, StoreError
 from bot.clock import MonotonicClock
@@ -34,6 +36,8 @@ from bot.metrics import Metrics
 from bot.ollama.catalog import ModelCatalog, find_model
 from bot.ollama.client import OllamaClient
 from bot.ollama.errors import OllamaError
+from bot.prompt_preparation import PromptPreparer
+from bot.services import Services
 from bot.streaming.notes import describe_error
 from bot.streaming.pacing import ChannelWriteBudget
 
@@ -72,15 +76,41 @@ def build_services(settings: Settings, session: aiohttp.ClientSession, store: Se
         first_token_timeout=settings.first_token_timeout,
         inactivity_timeout=settings.stream_inactivity_timeout,
     )
+    catalog = ModelCatalog(ollama, clock)
+    budget = ChannelWriteBudget()
+    metrics = Metrics()
+    answers = AnswerBook(answer_store_for(store))
+    attachment_limits = AttachmentLimits(
+        max_image_bytes=int(settings.max_image_mb * 1024 * 1024),
+        max_text_bytes=settings.max_text_file_kb * 1024,
+    )
+    prompts = PromptPreparer(
+        catalog,
+        limits=attachment_limits,
+        image_memory_bytes=int(settings.image_memory_mb * 1024 * 1024),
+        history_max_messages=settings.history_max_messages,
+        history_max_chars=settings.history_max_chars,
+    )
+    answering = AnswerService(
+        settings=settings,
+        ollama=ollama,
+        prompts=prompts,
+        answers=answers,
+        clock=clock,
+        budget=budget,
+        metrics=metrics,
+        attachment_limits=attachment_limits,
+    )
     return Services(
         settings=settings,
         ollama=ollama,
         clock=clock,
-        budget=ChannelWriteBudget(),
+        budget=budget,
         store=store,
-        catalog=ModelCatalog(ollama, clock),
-        metrics=Metrics(),
-        answers=AnswerBook(answer_store_for(store)),
+        catalog=catalog,
+        metrics=metrics,
+        answers=answers,
+        answering=answering,
     )
 
 

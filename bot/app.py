@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -11,31 +10,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.answers.book import AnswerBook
-from bot.channel_settings.store import SettingsStore
-from bot.clock import Clock
-from bot.config import Settings
 from bot.discord_io import INTERACTION_TOKEN_LIFETIME
 from bot.metrics import Metrics
-from bot.ollama.catalog import ModelCatalog
-from bot.ollama.client import OllamaClient
-from bot.streaming.pacing import ChannelWriteBudget
+from bot.services import Services
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """Everything the Discord adapters need, built once by the composition root."""
-
-    settings: Settings
-    ollama: OllamaClient
-    clock: Clock
-    budget: ChannelWriteBudget
-    store: SettingsStore
-    catalog: ModelCatalog
-    metrics: Metrics
-    answers: AnswerBook
 
 
 def bot_intents() -> discord.Intents:
@@ -103,8 +82,9 @@ class OllacordBot(commands.Bot):
         chat = ChatCog(self, self.services)
         await self.add_cog(chat)
         metrics = self.services.metrics
-        metrics.queue_depth.set_function(lambda: float(chat.queue.waiting))
-        metrics.active_streams.set_function(lambda: float(chat.streaming))
+        answering = self.services.answering
+        metrics.queue_depth.set_function(lambda: float(answering.queue.waiting))
+        metrics.active_streams.set_function(lambda: float(answering.streaming))
         for name in RATE_LIMIT_LOGGERS:
             logging.getLogger(name).addFilter(self._rate_limit_counter)
         await self.add_cog(SettingsCommands(self, self.services))
@@ -131,11 +111,7 @@ class OllacordBot(commands.Bot):
 
     async def shutdown(self, grace: float) -> None:
         """Stop taking new work, let streaming replies finish or cut them short, then disconnect."""
-        from bot.cogs.chat import ChatCog
-
-        cog = self.get_cog("ChatCog")
-        if isinstance(cog, ChatCog):
-            await cog.drain(grace)
+        await self.services.answering.drain(grace)
         await self.close()
 
     async def on_message(self, message: discord.Message, /) -> None:

@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 
 from bot.__main__ import build_services, open_store
-from bot.app import OllacordBot, Services
+from bot.app import OllacordBot
+from bot.services import Services
 from bot.config import Settings
 from bot.ollama.client import OllamaClient
 from tests.fakes.fake_discord import FakeDiscord

@@ -12,7 +12,8 @@ from typing import Any
 import discord
 import pytest
 
-from bot.cogs.chat import DMS_OFF, HISTORY_TRIMMED, THREAD_WELCOME
+from bot.answers.service import HISTORY_TRIMMED
+from bot.cogs.chat import DMS_OFF, THREAD_WELCOME
 from tests.conftest import Harness
 from tests.fakes.fake_discord import FakeDiscord, Ping
 from tests.fakes.fake_ollama import ChatScript

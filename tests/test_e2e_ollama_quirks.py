@@ -266,5 +266,5 @@ async def test_images_beyond_the_image_memory_budget_are_left_out_with_a_note(ha
     assert len(harness.ollama.chat_requests[0].json["messages"][-1]["images"]) == 1
     assert "`b.png` was not sent" in parts[0]
     assert len(downloads(harness, prompt)) == 1  # the one that did not fit was never downloaded
-    chat = harness.running[0].bot.get_cog("ChatCog")
-    assert chat is not None and chat.prompts.image_memory.used == 0  # released once the answer is done
+    answering = harness.running[0].services.answering
+    assert answering.prompts.image_memory.used == 0  # released once the answer is done

@@ -23,7 +23,8 @@ from bot.streaming.notes import describe_error
 from bot.streaming.relay import FINAL_EDIT_RETRIES, Controls, ReplyGone, ReplyRefused, ReplyWriteFailed
 
 if TYPE_CHECKING:
-    from bot.app import OllacordBot, Services
+    from bot.app import OllacordBot
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from bot.streaming.relay import STREAMING_MARKER
 from bot.streaming.splitter import MESSAGE_LIMIT
 
 if TYPE_CHECKING:
-    from bot.app import OllacordBot, Services
+    from bot.app import OllacordBot
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.answers.book import LiveAnswer
-from bot.answers.records import AnswerKind, AnswerRecord, AskPrompt
-from bot.answers.sink import RecordingSink
-from bot.answers.usage import UsageMeter
-from bot.attachments import AttachmentLimits, AttachmentPlan, AttachmentRecord, plan_attachments
+from bot.answers.records import AnswerRecord, AskPrompt
+from bot.answers.request import AnswerRequest
+from bot.attachments import AttachmentPlan, AttachmentRecord, plan_attachments
 from bot.channel_settings.effective import effective_settings
 from bot.channel_settings.resolve import EffectiveSettings
 from bot.conversation import ChatRecord
 from bot.discord_io import NO_PINGS, ChannelReplySink, InteractionReplySink, to_record
-from bot.metrics import error_kind
-from bot.ollama.client import ChatChunk
 from bot.ollama.errors import OllamaError
-from bot.ollama.fair_share import QueuePosition, RequestQueue, UserRateLimiter, stream_with_busy_retry
-from bot.ollama.think_gate import stream_without_rejected_think
 from bot.places import (
     ChannelResolver,
     Place,
@@ -36,16 +28,15 @@ from bot.places import (
     place_of,
     reply_access,
 )
-from bot.prompt_preparation import PromptPreparer
 from bot.streaming import notes
-from bot.streaming.relay import SHUTDOWN_CANCEL, MessageSink, RelayOptions, RelayResult, StatusLine, relay_reply
+from bot.streaming.relay import MessageSink
 
 if TYPE_CHECKING:
-    from bot.app import OllacordBot, Services
+    from bot.app import OllacordBot
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
-HISTORY_TRIMMED = notes.note("Earlier messages were left out of the conversation to fit the history limit.")
 EMPTY_PROMPT = "Ask me something after the mention, e.g. `@me how do I reverse a list in Python?`"
 DMS_OFF = "I only answer in servers: direct messages are turned off for this bot."
 THREAD_WELCOME = "Ask me anything here: I answer every message in this thread (no mention needed)."
@@ -81,79 +72,20 @@ CHATTY_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 RATE_WINDOW = 60.0
 
 
-@dataclass
-class ActiveReply:
-    """A reply being streamed, so the Stop button can find it."""
-
-    task: asyncio.Task[RelayResult]
-    requester_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """Everything needed to (re)generate one answer."""
-
-    records: list[ChatRecord]
-    cut: bool
-    effective: EffectiveSettings
-    requester_id: int
-    key: int
-    guild_id: int | None
-    channel_id: int | None
-    notes: tuple[str, ...] = ()
-    ask: AskPrompt | None = None  # the question of an /ask (it exists only in the answer's record)
-    # The prompt's attachments to use, downloaded only once the request has its turn on Ollama.
-    attachments: AttachmentPlan | None = None
-
-
 class ChatCog(commands.Cog):
     """Answers people wherever they talk to the bot, one fair queue in front of Ollama."""
 
     def __init__(self, bot: OllacordBot, services: Services) -> None:
         self.bot = bot
         self.services = services
-        settings = services.settings
-        self.queue = RequestQueue(settings.max_concurrent_requests)
-        self.rate_limiter = UserRateLimiter(settings.user_requests_per_minute, RATE_WINDOW)
-        self.attachment_limits = AttachmentLimits(
-            max_image_bytes=int(settings.max_image_mb * 1024 * 1024),
-            max_text_bytes=settings.max_text_file_kb * 1024,
-        )
+        self.answering = services.answering
         self.places = ChannelResolver(bot)
-        self.prompts = PromptPreparer(
-            services.catalog,
-            limits=self.attachment_limits,
-            image_memory_bytes=int(settings.image_memory_mb * 1024 * 1024),
-            history_max_messages=settings.history_max_messages,
-            history_max_chars=settings.history_max_chars,
-        )
-        self._active: dict[int, ActiveReply] = {}
         self._busy = 0
-        self.accepting = True
 
     @property
     def active_replies(self) -> int:
         """Replies being prepared or streamed right now."""
         return self._busy
-
-    @property
-    def streaming(self) -> int:
-        """Replies registered as streaming (or queued for Ollama)."""
-        return len(self._active)
-
-    async def drain(self, grace: float) -> None:
-        """Stop taking new work, give replies `grace` seconds to finish, then cut the rest short."""
-        self.accepting = False
-        tasks = [active.task for active in self._active.values()]
-        if not tasks:
-            return
-        log.info("waiting up to %.0f s for %d reply(ies) to finish", grace, len(tasks))
-        _, pending = await asyncio.wait(tasks, timeout=grace)
-        for task in pending:
-            task.cancel(SHUTDOWN_CANCEL)
-        if pending:
-            log.info("cut %d reply(ies) short for shutdown", len(pending))
-            await asyncio.gather(*pending, return_exceptions=True)
 
     # ---- message triggers
 
@@ -161,7 +93,7 @@ class ChatCog(commands.Cog):
     async def on_message(self, message: discord.Message) -> None:
         """Answer a message meant for the bot (see the README for when that is)."""
         me = self.bot.user
-        if me is None or message.author.bot or message.type not in CHATTY_TYPES or not self.accepting:
+        if me is None or message.author.bot or message.type not in CHATTY_TYPES or not self.answering.accepting:
             return
         self._busy += 1
         try:
@@ -293,7 +225,7 @@ class ChatCog(commands.Cog):
         *,
         history_from_channel: bool,
         effective: EffectiveSettings | None = None,
-    ) -> Request | None:
+    ) -> AnswerRequest | None:
         """The conversation ending in `message` (None if there is nothing to answer)."""
         guild_id = message.guild.id if message.guild else None
         effective = effective or await self._effective(guild_id, message.channel)
@@ -305,7 +237,7 @@ class ChatCog(commands.Cog):
         plan, attachment_notes = await self._with_attachments(message, effective.model)
         if not records[-1].content.strip() and plan is None:
             return None
-        return Request(
+        return AnswerRequest(
             records=records,
             cut=cut,
             effective=effective,
@@ -315,6 +247,7 @@ class ChatCog(commands.Cog):
             channel_id=message.channel.id,
             notes=tuple(attachment_notes),
             attachments=plan,
+            download=self._download,
         )
 
     async def _reply_chain(self, message: discord.Message, my_id: int, limit: int) -> tuple[list[ChatRecord], bool]:
@@ -380,7 +313,7 @@ class ChatCog(commands.Cog):
             vision = "vision" in await self.services.catalog.capabilities(model)
         except OllamaError:
             vision = False  # the request itself will explain what is wrong with the model
-        plan = plan_attachments(files, model=model, vision=vision, limits=self.attachment_limits)
+        plan = plan_attachments(files, model=model, vision=vision, limits=self.answering.attachment_limits)
         found_notes = [notes.note(n) for n in plan.notes]
         return (plan if plan.images or plan.texts else None), found_notes
 
@@ -402,7 +335,7 @@ class ChatCog(commands.Cog):
     async def ask(self, interaction: discord.Interaction[Any], prompt: app_commands.Range[str, 1, 4000]) -> None:
         """Stream an answer to `prompt` into the command's response."""
         arrived_at = self.services.clock.now()  # the interaction token's 15 minutes run from here
-        if not self.accepting:
+        if not self.answering.accepting:
             await interaction.response.send_message(RESTARTING, ephemeral=True)
             return
         self._busy += 1
@@ -420,7 +353,7 @@ class ChatCog(commands.Cog):
                 from_bot=False,
             )
             effective = await self._effective(interaction.guild_id, interaction.channel)
-            request = Request(
+            request = AnswerRequest(
                 records=[record],
                 cut=False,
                 effective=effective,
@@ -497,21 +430,21 @@ class ChatCog(commands.Cog):
 
     async def stop_reply(self, interaction: discord.Interaction[Any], key: int) -> None:
         """The Stop button: cancel generation, keep the partial answer."""
-        active = self._active.get(key)
-        if active is None:
+        requester_id = self.answering.requester_of(key)
+        if requester_id is None:
             await interaction.response.edit_message(view=None)
             await interaction.followup.send(STOP_EXPIRED, ephemeral=True)
             return
-        if not self._may_control(interaction, active.requester_id):
+        if not self._may_control(interaction, requester_id):
             await interaction.response.send_message(STOP_REFUSED, ephemeral=True)
             return
         await interaction.response.defer()
         log.info("reply %s stopped by user %s", key, interaction.user.id)
-        active.task.cancel()
+        self.answering.stop(key)
 
     async def regenerate_reply(self, interaction: discord.Interaction[Any], key: int) -> None:
         """The Regenerate button: run the same conversation again and replace the answer in place."""
-        if key in self._active:
+        if self.answering.is_streaming(key):
             await interaction.response.send_message(STILL_ANSWERING, ephemeral=True)
             return
         me = self.bot.user
@@ -548,7 +481,7 @@ class ChatCog(commands.Cog):
                 sink = ChannelReplySink(prompt, key=key)
             else:
                 effective = await self._effective(interaction.guild_id, interaction.channel)
-                request = Request(
+                request = AnswerRequest(
                     records=[prompt],
                     cut=False,
                     effective=effective,
@@ -635,15 +568,11 @@ class ChatCog(commands.Cog):
 
     def _rate_limited(self, user_id: int) -> float:
         """Seconds until `user_id` may ask again (0: now; the request is counted)."""
-        now = self.services.clock.now()
-        retry = self.rate_limiter.retry_after(user_id, now)
-        if retry <= 0:
-            self.rate_limiter.record(user_id, now)
-        return retry
+        return self.answering.rate_limited(user_id)
 
     async def _generate(
         self,
-        request: Request,
+        request: AnswerRequest,
         sink: MessageSink,
         *,
         reply_to: discord.Message | None = None,
@@ -652,145 +581,16 @@ class ChatCog(commands.Cog):
         status: str | None = None,
         previous: AnswerRecord | None = None,
     ) -> None:
-        """Stream an answer to `request` into `sink`, recording it (`previous`: the generation it regenerates)."""
-        if not self.accepting:
+        """Admit `request` (telling the asker when they ask too fast), then hand it to the answer service."""
+        if not self.answering.accepting:
             return  # shutting down: the question arrived after the drain began
         if not rate_checked and (retry := self._rate_limited(request.requester_id)):
             if reply_to is not None:
                 await reply_to.reply(_slow_down(retry), mention_author=False, allowed_mentions=NO_PINGS)
             return
-        settings = self.services.settings
-        effective = request.effective
-        status_line = StatusLine()
-        status_line.set(status)
-        result = RelayResult()
-        options = RelayOptions(
-            edit_interval=settings.edit_interval,
-            show_thinking=effective.show_thinking,
-            stop_button=True,
-            regenerate_button=True,
+        await self.answering.answer(
+            request, sink, message_id=_message_id, reuse=reuse or (), status=status, previous=previous
         )
-        # The conversation is built once the request has its turn (attachments are downloaded then);
-        # what had to be left out arrives as result.notes.
-        chunks = UsageMeter(self._queued_stream(request, status_line, result.notes))
-        extra = list(request.notes)
-        answer = self._start_record(request, sink, reuse or [], previous)
-        task = asyncio.create_task(
-            relay_reply(
-                chunks,
-                RecordingSink(sink, answer, _message_id),
-                clock=self.services.clock,
-                budget=self.services.budget,
-                options=options,
-                extra_notes=extra,
-                status=status_line,
-                reuse=reuse or (),
-                result=result,
-            ),
-            name=f"reply-{request.key}",
-        )
-        self._active[request.key] = ActiveReply(task=task, requester_id=request.requester_id)
-        try:
-            await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # we are being cancelled ourselves (shutdown), not just this reply
-        finally:
-            self._active.pop(request.key, None)
-            _log_reply(result, guild_id=request.guild_id, channel_id=request.channel_id, model=effective.model)
-            self._record_metrics(result)
-            await answer.finish(
-                outcome=result.outcome.value,
-                done_reason=result.done_reason,
-                eval_count=result.tokens,
-                prompt_eval_count=chunks.prompt_eval_count,
-            )
-
-    def _start_record(
-        self, request: Request, sink: MessageSink, reuse: list[discord.Message], previous: AnswerRecord | None
-    ) -> LiveAnswer:
-        """The answer's record, in state streaming; it is saved before the answer's first message."""
-        values = request.effective.values
-        return self.services.answers.start(
-            key=request.key,
-            kind=AnswerKind.ASK if request.ask is not None else AnswerKind.MESSAGE,
-            guild_id=request.guild_id,
-            channel_id=request.channel_id if request.channel_id is not None else sink.channel_key,
-            requester_id=request.requester_id,
-            model=request.effective.model,
-            settings={key: value for key, value in values.items() if value is not None},
-            prompt=request.ask,
-            message_ids=[message.id for message in reuse],
-            previous=previous,
-        )
-
-    def _record_metrics(self, result: RelayResult) -> None:
-        metrics = self.services.metrics
-        metrics.replies.inc(outcome=result.outcome.value)
-        metrics.tokens.inc(result.tokens)
-        if result.first_token_at is not None:
-            metrics.time_to_first_token.observe(result.first_token_at - result.started_at)
-        if result.final_edit_at is not None:
-            metrics.reply_duration.observe(result.final_edit_at - result.started_at)
-        if result.error is not None:
-            metrics.ollama_errors.inc(kind=error_kind(result.error))
-
-    async def _queued_stream(
-        self, request: Request, status: StatusLine, late_notes: list[str]
-    ) -> AsyncIterator[ChatChunk]:
-        """Wait for a turn on Ollama (showing the queue position), then stream, retrying 'server busy'.
-
-        Attachments are downloaded and the conversation fitted to the model's context only once the
-        turn has come, so a queued request holds no image bytes.
-        """
-
-        effective = request.effective
-        initial = status.text
-
-        async def on_wait(position: QueuePosition) -> None:
-            status.set(notes.queue_status(position.position, position.waiting))
-
-        async def on_retry(attempt: int, delay: float) -> None:
-            status.set(notes.busy_retry_status(delay))
-
-        async with self.queue.slot(on_wait):
-            status.set(initial)  # the queue position is no longer news
-            prepared = await self.prompts.prepare(
-                request.records,
-                chain_cut=request.cut,
-                effective=effective,
-                attachments=request.attachments,
-                download=self._download,
-                conversation=request.channel_id,
-            )
-            try:
-                late_notes.extend(notes.note(text) for text in prepared.notes)
-                if prepared.history_limited:
-                    late_notes.insert(0, HISTORY_TRIMMED)
-
-                def open_with(think_value: bool | str | None) -> AsyncGenerator[ChatChunk, None]:
-                    return self.services.ollama.chat_stream(
-                        effective.model,
-                        prepared.messages,
-                        options=effective.options or None,
-                        think=think_value,
-                        keep_alive=effective.keep_alive,
-                    )
-
-                def open_stream() -> AsyncGenerator[ChatChunk, None]:
-                    return stream_without_rejected_think(
-                        open_with, prepared.think, on_rejected=lambda: self.prompts.forget(effective.model)
-                    )
-
-                retrying = stream_with_busy_retry(open_stream, clock=self.services.clock, on_retry=on_retry)
-                async with contextlib.aclosing(retrying) as stream:
-                    async for chunk in stream:
-                        if chunk.done and chunk.prompt_eval_count:
-                            self.prompts.observe(prepared, effective.model, request.channel_id, chunk.prompt_eval_count)
-                        yield chunk
-            finally:
-                self.prompts.release(prepared)
 
 
 def _chat_refusal(place: Place, channel: object) -> str | None:
@@ -813,7 +613,7 @@ def _need(permissions: list[str], action: str) -> str:
     return NEED_PERMISSIONS.format(permissions=bold_list(permissions), s=plural, action=action)
 
 
-def _without_history(request: Request, access: ReplyAccess) -> Request:
+def _without_history(request: AnswerRequest, access: ReplyAccess) -> AnswerRequest:
     """The request cut to the question alone, with a note naming the permission that would give it history."""
     missing = list(access.missing_for_history)
     note = notes.note(NO_HISTORY.format(permissions=bold_list(missing), s="s" if len(missing) > 1 else ""))
@@ -832,23 +632,3 @@ def _message_id(handle: object) -> int | None:
 
 def _slow_down(retry: float) -> str:
     return f"You're asking quickly; please wait {max(1, round(retry))} s before the next question."
-
-
-def _log_reply(result: RelayResult, *, guild_id: int | None, channel_id: int | None, model: str) -> None:
-    """The one INFO line per finished reply (never its text)."""
-    ttft = (result.first_token_at - result.started_at) if result.first_token_at is not None else None
-    end = result.final_edit_at if result.final_edit_at is not None else result.started_at
-    log.info(
-        "reply finished guild=%s channel=%s model=%s outcome=%s tokens=%d chars=%d messages=%d ttft=%s "
-        "duration=%.2fs%s",
-        guild_id or "-",
-        channel_id,
-        model,
-        result.outcome.value,
-        result.tokens,
-        len(result.text),
-        result.message_count,
-        f"{ttft:.2f}s" if ttft is not None else "-",
-        end - result.started_at,
-        f" error={type(result.error).__name__}" if result.error else "",
-    )

@@ -20,7 +20,8 @@ from bot.ollama.think_gate import THINKING
 from bot.streaming.notes import describe_error
 
 if TYPE_CHECKING:
-    from bot.app import OllacordBot, Services
+    from bot.app import OllacordBot
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 

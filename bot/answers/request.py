@@ -1,0 +1,34 @@
+"""What one answer needs, as plain data: the request an adapter hands to the answer service."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.answers.records import AskPrompt
+from bot.attachments import AttachmentPlan, AttachmentRecord
+from bot.channel_settings.resolve import EffectiveSettings
+from bot.conversation import ChatRecord
+
+# Fetches a planned attachment's bytes from wherever the adapter found it (None: it could not be had).
+Download = Callable[[AttachmentRecord], Awaitable[bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRequest:
+    """Everything needed to (re)generate one answer."""
+
+    records: list[ChatRecord]
+    # Older messages of the conversation were left out before the request was built.
+    cut: bool
+    effective: EffectiveSettings
+    requester_id: int
+    # What the answer is keyed by in Discord (its buttons carry it): the prompt message or the /ask interaction.
+    key: int
+    guild_id: int | None
+    channel_id: int | None
+    notes: tuple[str, ...] = ()
+    ask: AskPrompt | None = None  # the question of an /ask (it exists only in the answer's record)
+    # The prompt's attachments to use, downloaded only once the request has its turn on Ollama.
+    attachments: AttachmentPlan | None = None
+    download: Download | None = None
