@@ -14,9 +14,9 @@ import pytest
 
 from bot.__main__ import build_services, open_store
 from bot.app import OllacordBot
-from bot.services import Services
 from bot.config import Settings
 from bot.ollama.client import OllamaClient
+from bot.services import Services
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_ollama import FakeOllama
 
