@@ -1,0 +1,1 @@
+"""The flow of one answer, free of Discord: history, records."""
