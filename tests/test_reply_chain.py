@@ -13,7 +13,9 @@ PARENT_CHANNEL = 400
 
 
 def link(i: int, parent: int | None, *, bot: bool = False, channel: int = CHANNEL, **extra: object) -> ChainLink:
-    record = ChatRecord(id=i, author_id=100 if bot else 200, author_name="b" if bot else "a", content=f"m{i}", from_bot=bot)
+    record = ChatRecord(
+        id=i, author_id=100 if bot else 200, author_name="b" if bot else "a", content=f"m{i}", from_bot=bot
+    )
     return ChainLink(record=record, channel_id=channel, parent_id=parent, **extra)  # type: ignore[arg-type]
 
 
