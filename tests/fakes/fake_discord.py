@@ -188,6 +188,8 @@ class FakeDiscord:
         self.guild_name = guild_name
         self.allowed_intents = allowed_intents
         self.rate_limit = rate_limit
+        # Seconds every REST answer is held back, like a real round trip to Discord (50-150 ms).
+        self.rest_latency = 0.0
         names = {500: "general", 501: "random"}
         self.channel_ids: list[int] = list(dict.fromkeys([*channels]))
         self.channel_names: dict[int, str] = {c: names.get(c, f"channel-{c}") for c in self.channel_ids}
@@ -723,6 +725,8 @@ class FakeDiscord:
         call = RestCall(request.method, path, dict(request.query), None, at=time.monotonic())
         self.calls.append(call)
         call.json, call.files = await self._read_body(request)
+        if self.rest_latency > 0:
+            await asyncio.sleep(self.rest_latency)
         for drop in self._disconnects:
             if drop[2] > 0 and drop[0] == call.method and drop[1].search(path):
                 drop[2] -= 1
@@ -1008,7 +1012,22 @@ class FakeDiscord:
             for mid, msg in sorted(self.messages.items(), reverse=True)
             if msg["channel_id"] == cid and not msg["flags"] & 64 and after < mid < before
         ]
-        return 200, (found[-limit:] if "after" in call.query and "before" not in call.query else found[:limit])
+        page = found[-limit:] if "after" in call.query and "before" not in call.query else found[:limit]
+        return 200, [self._as_read(msg) for msg in page]
+
+    def _as_read(self, msg: Json) -> Json:
+        """A stored message as a read returns it: `referenced_message` is the parent as it is now.
+
+        Discord resolves the reference when the message is read: the parent's current content, or null
+        once the parent is deleted ("Message Object", referenced_message: "if the field exists but is
+        null, the referenced message was deleted").
+        """
+        reference = msg.get("message_reference")
+        if reference is None or "referenced_message" not in msg:
+            return msg
+        parent = self.messages.get(int(reference["message_id"]))
+        current = None if parent is None else {k: v for k, v in parent.items() if k != "referenced_message"}
+        return {**msg, "referenced_message": current}
 
     def _lookup(self, cid: int, mid: int) -> Json | None:
         msg = self.messages.get(mid)
@@ -1016,7 +1035,7 @@ class FakeDiscord:
 
     async def _get_message(self, call: RestCall, m: re.Match[str]) -> Result:
         msg = self._lookup(int(m.group(1)), int(m.group(2)))
-        return (200, msg) if msg is not None else _error(404, 10008, "Unknown Message")
+        return (200, self._as_read(msg)) if msg is not None else _error(404, 10008, "Unknown Message")
 
     async def _edit_message(self, call: RestCall, m: re.Match[str]) -> Result:
         msg = self._lookup(int(m.group(1)), int(m.group(2)))
@@ -1294,6 +1313,15 @@ class FakeDiscord:
         if guild:
             msg["member"] = self._member()
         await self._dispatch_message("MESSAGE_CREATE", msg)
+        return msg
+
+    def seed_message(
+        self, content: str, *, author_id: int = 200, channel_id: int = 500, reply_to: int | None = None
+    ) -> Json:
+        """Store a message without dispatching it: history from before the bot connected (never in its cache)."""
+        msg = self._new_message(channel_id, author_id, {"content": content}, msg_type=19 if reply_to else 0)
+        if reply_to is not None:
+            msg.update(self._reference({"message_id": reply_to}, channel_id))
         return msg
 
     async def create_thread(
