@@ -1,4 +1,3 @@
-<<<<<<< HEAD
 """Answer records: one per answer, kept in the store so that an answer outlives the process that wrote it."""
 
 from bot.answers.book import RETENTION, AnswerBook, LiveAnswer
@@ -19,6 +18,3 @@ __all__ = [
     "MemoryAnswerStore",
     "RecordingSink",
 ]
-=======
-"""The flow of one answer, free of Discord: history, records."""
->>>>>>> i13-history
