@@ -49,8 +49,8 @@ class ScriptedReader:
         parent = self.messages.get(found.parent_id) if found.parent_id else None
         return [found, *([parent] if parent else [])]
 
-    async def thread_starter(self, top: ChainLink) -> ChainLink | None:
-        return self.starter
+    def thread_starter(self, top: ChainLink) -> tuple[int, int] | None:
+        return None if self.starter is None else (self.starter.channel_id, self.starter.record.id)
 
 
 def linear_chain(length: int, *, first: int = 1) -> dict[int, ChainLink]:
@@ -137,8 +137,19 @@ async def test_history_limit_keeps_the_newest_and_says_so() -> None:
 async def test_chain_crosses_into_the_thread_starter_message() -> None:
     starter = link(50, 49, bot=True, channel=PARENT_CHANNEL)
     question = link(49, None, channel=PARENT_CHANNEL)
-    reader = ScriptedReader({49: question}, starter=starter)
-    reader.messages[50] = starter
+    reader = ScriptedReader({49: question, 50: starter}, starter=starter)
     chain = await walk_reply_chain(link(60, None), reader, limit=50)
     assert [r.id for r in chain.records] == [49, 50, 60]
-    assert reader.calls == ["get 49"]  # the window of the thread does not hold the parent channel's messages
+    # The thread's window does not hold the parent channel's messages: one GET brings the starter and its parent.
+    assert reader.calls == ["get 50"]
+
+
+async def test_ask_answer_part_without_parent_finds_its_question_in_the_records() -> None:
+    question = ChatRecord(id=900, author_id=200, author_name="a", content="the /ask question", from_bot=False)
+    whole = ChainLink(
+        record=ChatRecord(902, 100, "b", "part one part two", True), channel_id=CHANNEL, question=question
+    )
+    reader = ScriptedReader({902: link(902, None, bot=True)}, cached={902}, records={902: whole})
+    chain = await walk_reply_chain(link(903, 902), reader, limit=50)
+    assert [r.content for r in chain.records] == ["the /ask question", "part one part two", "m903"]
+    assert reader.calls == []

@@ -208,6 +208,7 @@ class LiveAnswer:
         done_reason: str | None = None,
         eval_count: int | None = None,
         prompt_eval_count: int | None = None,
+        text: str | None = None,
     ) -> bool:
         """The answer ended: record how, and wait (at most write_timeout) until that is saved."""
         self.record = replace(
@@ -217,6 +218,7 @@ class LiveAnswer:
             done_reason=done_reason,
             eval_count=eval_count,
             prompt_eval_count=prompt_eval_count,
+            text=text,
             finished_at=self.book.now(),
         )
         return await self.book.save_and_wait(self.record)

@@ -77,6 +77,8 @@ class AnswerRecord:
     eval_count: int | None = None
     prompt_eval_count: int | None = None
     host: str | None = None  # the Ollama host that answered (filled once there is a pool of hosts)
+    # The model's answer as it was shown (no notes): the bot's turn when a reply chain is rebuilt.
+    text: str | None = None
 
     @property
     def streaming(self) -> bool:

@@ -60,8 +60,9 @@ class ChainReader(Protocol):
         """One message in one request (with the parent it embeds); empty when it is gone."""
         ...
 
-    async def thread_starter(self, top: ChainLink) -> ChainLink | None:
-        """The message a thread was started from, when `top` (a chain's first message) sits in such a thread."""
+    def thread_starter(self, top: ChainLink) -> tuple[int, int] | None:
+        """Where the message a thread was started from would be, (channel id, message id), when `top` (a
+        chain's first message) sits in a thread that may have one; None otherwise."""
         ...
 
 
@@ -97,24 +98,26 @@ async def walk_reply_chain(
     current = prompt
     starter_tried = False
     while len(chain) <= limit:
+        if current.question is None and current.parent_id is None and current.record.from_bot:
+            # An /ask answer replies to no message: its record knows the question (and the whole answer).
+            recorded = await reader.recorded(current.record.id)
+            if recorded is not None and recorded.question is not None:
+                if recorded.record.content:
+                    chain[-1] = recorded.record
+                current = recorded
         if current.question is not None:
             chain.append(current.question)
             break
-        parent_id = current.parent_id
+        parent_id, parent_channel = current.parent_id, current.parent_channel_id or current.channel_id
         if parent_id is None:
-            if starter_tried:
-                break
+            starter = None if starter_tried else reader.thread_starter(current)
             starter_tried = True
-            starter = await reader.thread_starter(current)
             if starter is None:
                 break
-            chain.append(starter.record)
-            current = starter
-            continue
-        if current.parent_deleted:
+            parent_channel, parent_id = starter
+        elif current.parent_deleted:
             break
         link = links.get(parent_id) or reader.known(parent_id) or await reader.recorded(parent_id)
-        parent_channel = current.parent_channel_id or current.channel_id
         if link is None and not window_read and parent_channel == prompt.channel_id:
             window_read = True
             requests += 1
@@ -122,8 +125,7 @@ async def walk_reply_chain(
             link = links.get(parent_id)
         if link is None:
             requests += 1
-            fetched = list(await reader.fetch(parent_channel, parent_id))
-            learn(fetched)
+            learn(await reader.fetch(parent_channel, parent_id))
             link = links.get(parent_id)
         if link is None:
             break  # deleted, or no longer readable: the conversation starts after the gap

@@ -194,6 +194,7 @@ class AnswerService:
                 done_reason=result.done_reason,
                 eval_count=result.tokens,
                 prompt_eval_count=chunks.prompt_eval_count,
+                text=result.text,
             )
         return result
 

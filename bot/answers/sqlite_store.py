@@ -39,6 +39,7 @@ _COLUMNS = (
     "prompt_eval_count",
     "host",
     "instance",
+    "answer_text",
 )
 # Built once from the constant column names above; every value is a bound parameter.
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM answers"  # noqa: S608
@@ -142,6 +143,7 @@ def _row(record: AnswerRecord) -> tuple[Any, ...]:
         record.prompt_eval_count,
         record.host,
         record.instance,
+        record.text,
     )
 
 
@@ -180,5 +182,6 @@ def _record(conn: sqlite3.Connection, row: Sequence[Any]) -> AnswerRecord:
         prompt_eval_count=values["prompt_eval_count"],
         host=values["host"],
         instance=values["instance"],
+        text=values["answer_text"],
         message_ids=message_ids,
     )

@@ -108,6 +108,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
         "CREATE INDEX answer_messages_by_message ON answer_messages (message_id)",
     ),
+    # 3: the answer's text as the model gave it, so a reply chain needs no Discord read for the bot's turns.
+    ("ALTER TABLE answers ADD COLUMN answer_text TEXT",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

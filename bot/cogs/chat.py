@@ -17,6 +17,7 @@ from bot.attachments import AttachmentPlan, AttachmentRecord, plan_attachments
 from bot.channel_settings.effective import effective_settings
 from bot.channel_settings.resolve import EffectiveSettings
 from bot.conversation import ChatRecord
+from bot.discord_history import ThreadStarters, read_reply_chain
 from bot.discord_io import NO_PINGS, ChannelReplySink, InteractionReplySink, to_record
 from bot.ollama.errors import OllamaError
 from bot.places import (
@@ -80,6 +81,7 @@ class ChatCog(commands.Cog):
         self.services = services
         self.answering = services.answering
         self.places = ChannelResolver(bot)
+        self.thread_starters = ThreadStarters()
         self._busy = 0
 
     @property
@@ -251,38 +253,11 @@ class ChatCog(commands.Cog):
         )
 
     async def _reply_chain(self, message: discord.Message, my_id: int, limit: int) -> tuple[list[ChatRecord], bool]:
-        """Walk the reply chain back from `message`; True if it went on past the limit."""
-        chain = [to_record(message, bot_id=my_id)]
-        current = message
-        while len(chain) < limit + 1:
-            parent = await self._referenced(current)
-            if parent is None:
-                break
-            chain.append(to_record(parent, bot_id=my_id))
-            asked = await self._ask_behind(parent, my_id)
-            if asked is not None:
-                chain.extend(reversed(asked))
-                break
-            current = parent
-        chain.reverse()
-        return chain[-limit:], len(chain) > limit
-
-    async def _ask_behind(self, message: discord.Message, my_id: int) -> list[ChatRecord] | None:
-        """For a part of an /ask answer: its question and the parts before it, oldest first (else None).
-
-        /ask answers reply to no message, so the chain ends there; the answer's record knows the rest.
-        """
-        if message.author.id != my_id or message.reference is not None:
-            return None  # channel answers reply to their prompt or to their previous part
-        record = await self.services.answers.find_by_message(message.id)
-        asked = record.ask_record() if record is not None else None
-        if record is None or asked is None:
-            return None
-        earlier = [asked]
-        for part_id in record.parts_before(message.id):
-            with contextlib.suppress(discord.HTTPException):
-                earlier.append(to_record(await message.channel.fetch_message(part_id), bot_id=my_id))
-        return earlier
+        """The reply chain ending in `message`, oldest first; True if it went on past the limit."""
+        chain = await read_reply_chain(
+            self.bot, message, my_id=my_id, answers=self.services.answers, starters=self.thread_starters, limit=limit
+        )
+        return chain.records, chain.cut
 
     async def _channel_history(self, message: discord.Message, my_id: int, limit: int) -> tuple[list[ChatRecord], bool]:
         """The channel's (thread's, DM's) recent messages before `message`, oldest first."""
