@@ -48,7 +48,7 @@ class ThreadStarters:
             self._without.popitem(last=False)
 
 
-def _link(message: discord.Message, my_id: int) -> ChainLink:
+def _link(message: discord.Message, my_id: int, *, embedded: bool = False) -> ChainLink:
     reference = message.reference
     parent_id = reference.message_id if reference is not None and message.type == discord.MessageType.reply else None
     return ChainLink(
@@ -67,7 +67,7 @@ def _links(message: discord.Message, my_id: int) -> list[ChainLink]:
     found = [_link(message, my_id)]
     resolved = message.reference.resolved if message.reference is not None else None
     if isinstance(resolved, discord.Message):
-        found.append(_link(resolved, my_id))
+        found.append(_link(resolved, my_id, embedded=True))
     return found
 
 

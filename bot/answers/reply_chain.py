@@ -39,6 +39,9 @@ class ChainLink:
     parent_deleted: bool = False
     # For an answer to /ask: the question, which has no message of its own. The chain ends with it.
     question: ChatRecord | None = None
+    # A copy Discord embedded in a child's payload: it names its own parent but cannot say whether that one
+    # was deleted, so a full payload of the same message replaces it.
+    embedded: bool = False
 
 
 class ChainReader(Protocol):
@@ -88,8 +91,10 @@ async def walk_reply_chain(
 
     def learn(found: Iterable[ChainLink]) -> None:
         for link in found:
-            # A full payload beats the embedded copy of the same message: keep the first one learnt.
-            links.setdefault(link.record.id, link)
+            if link.embedded:
+                links.setdefault(link.record.id, link)
+            else:
+                links[link.record.id] = link
 
     learn(seen)
     window_read = False
