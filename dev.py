@@ -57,8 +57,9 @@ def cmd_run(extra: list[str]) -> None:
 
 
 def cmd_bench(extra: list[str]) -> None:
-    """Run the streaming benchmark against the fakes."""
+    """Run the benchmarks against the fakes: streaming (with any extra arguments), then deep reply chains."""
     _run(PY, "bench/bench_relay.py", *extra)
+    _run(PY, "bench/bench_history.py", *(["--runs", "1"] if "--quick" in extra else []))
 
 
 COMMANDS = {"test": cmd_test, "run": cmd_run, "bench": cmd_bench}
