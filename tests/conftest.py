@@ -169,3 +169,12 @@ async def harness(discord_server: FakeDiscord, ollama_server: FakeOllama, tmp_pa
         yield h
     finally:
         await h.stop_all()
+
+
+async def command(harness: Harness, name: str, options: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+    """Run a slash command; return the interaction's response message once it has content."""
+    token = await harness.discord.send_slash_command(name, options, **kw)
+    await harness.discord.wait_for(lambda: bool((harness.discord.original_message(token) or {}).get("content")))
+    message = harness.discord.original_message(token)
+    assert message is not None
+    return message

@@ -14,22 +14,13 @@ import pytest
 
 from bot.answers.service import HISTORY_TRIMMED
 from bot.cogs.chat import DMS_OFF, THREAD_WELCOME
-from tests.conftest import Harness
+from tests.conftest import Harness, command
 from tests.fakes.fake_discord import FakeDiscord, Ping
 from tests.fakes.fake_ollama import ChatScript
 
 # View Channels, Send Messages, Read Message History: a member without Administrator.
 MEMBER = str(1024 | 2048 | 65536)
 DM_CHANNEL = 9200  # the fake's DM channel with user 200
-
-
-async def command(harness: Harness, name: str, options: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
-    """Run a slash command; return its first visible answer (the original response)."""
-    token = await harness.discord.send_slash_command(name, options, **kw)
-    await harness.discord.wait_for(lambda: bool((harness.discord.original_message(token) or {}).get("content")))
-    message = harness.discord.original_message(token)
-    assert message is not None
-    return message
 
 
 # ---- a fresh /chat thread

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
 
-from tests.conftest import Harness
+from tests.conftest import Harness, command
 from tests.fakes.fake_ollama import ChatScript
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
-
-
-async def command(harness: Harness, name: str, options: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
-    token = await harness.discord.send_slash_command(name, options, **kw)
-    await harness.discord.wait_for(lambda: bool((harness.discord.original_message(token) or {}).get("content")))
-    message = harness.discord.original_message(token)
-    assert message is not None
-    return message
 
 
 async def test_chat_command_opens_a_thread_where_every_message_is_answered(harness: Harness) -> None:

@@ -7,19 +7,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Harness
+from tests.conftest import Harness, command
 from tests.fakes.fake_ollama import ChatScript
 
 FORUM = 510
-
-
-async def command(harness: Harness, name: str, options: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
-    """Run a slash command; the interaction's response message once it has content."""
-    token = await harness.discord.send_slash_command(name, options, **kw)
-    await harness.discord.wait_for(lambda: bool((harness.discord.original_message(token) or {}).get("content")))
-    message = harness.discord.original_message(token)
-    assert message is not None
-    return message
 
 
 def reactions(harness: Harness, message: dict[str, Any]) -> list[str]:

@@ -5,27 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tests.conftest import Harness
+from tests.conftest import Harness, command
 from tests.fakes.fake_ollama import ChatScript
 
 EVERYTHING = "2251799813685247"
 MEMBER = str(1024 | 2048 | 65536)  # view, send, read history: no management rights
 CHANNEL_MANAGER = str(int(MEMBER) | 16)  # + Manage Channels
-
-
-async def command(harness: Harness, name: str, options: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
-    """Run a slash command and return its (final) response message."""
-    token = await harness.discord.send_slash_command(name, options, **kw)
-
-    def answered() -> bool:
-        message = harness.discord.original_message(token)
-        return message is not None and bool(message.get("content"))
-
-    await harness.discord.wait_for(answered)
-    message = harness.discord.original_message(token)
-    assert message is not None
-    assert message["flags"] & 64, "settings commands answer ephemerally"
-    return message
 
 
 async def ask_in(harness: Harness, channel_id: int, text: str = "hi") -> dict[str, Any]:
