@@ -144,6 +144,17 @@ def _field_error(code: str, message: str) -> Json:
     return {"_errors": [{"code": code, "message": message}]}
 
 
+def _thread_form_errors(body: Json) -> Json:
+    """Discord's checks on a new thread's name (1-100 characters) and auto-archive duration."""
+    errors: Json = {}
+    name = body.get("name")
+    if not isinstance(name, str) or not 1 <= len(name) <= 100:
+        errors["name"] = _field_error("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
+    if (body.get("auto_archive_duration") or 1440) not in ARCHIVE_DURATIONS:
+        errors["auto_archive_duration"] = _field_error("BASE_TYPE_CHOICES", "Value must be one of (60, 1440, ...).")
+    return errors
+
+
 def _option_type(value: Any) -> int:
     return {bool: 5, int: 4, float: 10}.get(type(value), 3)  # STRING, INTEGER, BOOLEAN and NUMBER options
 
@@ -843,13 +854,8 @@ class FakeDiscord:
             if starter is not None:  # "Does not work on a GUILD_FORUM or a GUILD_MEDIA channel"
                 return _error(400, 50024, "Cannot execute action on this channel type")
             return await self._start_forum_post(call, parent)
-        errors: Json = {}
-        name = body.get("name")
-        if not isinstance(name, str) or not 1 <= len(name) <= 100:
-            errors["name"] = _field_error("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
-        duration = body.get("auto_archive_duration") or 1440
-        if duration not in ARCHIVE_DURATIONS:
-            errors["auto_archive_duration"] = _field_error("BASE_TYPE_CHOICES", "Value must be one of (60, 1440, ...).")
+        errors = _thread_form_errors(body)
+        name, duration = body.get("name"), body.get("auto_archive_duration") or 1440
         # The thread's type matches its parent: announcement channels have announcement threads (10) and no
         # private ones (topics/threads "Public & Private Threads"); text channels have 11 and 12.
         allowed = (10,) if kind == ANNOUNCEMENT else (11, 12)
@@ -1553,13 +1559,8 @@ class FakeDiscord:
         a PUBLIC_THREAD, and the response is the thread with the message nested.
         """
         body: Json = call.json or {}
-        errors: Json = {}
-        name = body.get("name")
-        if not isinstance(name, str) or not 1 <= len(name) <= 100:
-            errors["name"] = _field_error("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
-        duration = body.get("auto_archive_duration") or 1440
-        if duration not in ARCHIVE_DURATIONS:
-            errors["auto_archive_duration"] = _field_error("BASE_TYPE_CHOICES", "Value must be one of (60, 1440, ...).")
+        errors = _thread_form_errors(body)
+        name, duration = body.get("name"), body.get("auto_archive_duration") or 1440
         message = body.get("message")
         if not isinstance(message, dict):
             errors["message"] = _field_error("BASE_TYPE_REQUIRED", "This field is required")
