@@ -97,6 +97,20 @@ async def test_status_reports_ollama_streams_and_uptime(harness: Harness) -> Non
     assert "Discord latency:" in text and "Uptime:" in text
 
 
+async def test_status_counts_answers_streaming_and_waiting(harness: Harness) -> None:
+    # One slot on Ollama: the first answer streams slowly, the second waits in line.
+    harness.ollama.default_script = ChatScript(tokens=[f" w{i}" for i in range(100)], token_delay=0.05)
+    await harness.start_bot()
+    first = await harness.discord.send_user_message("one", mention_bot=True)
+    second = await harness.discord.send_user_message("two", mention_bot=True, author_id=201)
+    await harness.discord.wait_for(lambda: " w1" in "".join(m["content"] for m in harness.replies_to(int(first["id"]))))
+    await harness.discord.wait_for(
+        lambda: "next in line" in "".join(m["content"] for m in harness.replies_to(int(second["id"])))
+    )
+    text = answer(harness, await command(harness, "status"))
+    assert "Answers streaming: 2 · waiting for Ollama: 1" in text
+
+
 async def test_status_says_when_ollama_is_unreachable(harness: Harness) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -312,11 +312,8 @@ class AdminCommands(commands.Cog):
                 lines.append(STATUS_UNREACHABLE_FOR_MEMBERS)
             else:
                 lines.append(f"🔴 {describe_error(exc).removeprefix('⚠️ ')}")
-        chat = self.bot.get_cog("ChatCog")
-        streams = getattr(chat, "streaming", 0)
-        queue = getattr(chat, "queue", None)
-        waiting = queue.waiting if queue is not None else 0
-        lines.append(f"Answers streaming: {streams} · waiting for Ollama: {waiting}")
+        answering = self.services.answering
+        lines.append(f"Answers streaming: {answering.streaming} · waiting for Ollama: {answering.queue.waiting}")
         latency = self.bot.latency
         lines.append(f"Discord latency: {latency * 1000:.0f} ms" if latency == latency else "Discord latency: -")
         lines.append(f"Uptime: {_uptime(time.monotonic() - self.started_at)}")
