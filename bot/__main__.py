@@ -63,8 +63,9 @@ CANCEL_WAIT_SECONDS = 0.5
 DISCORD_RETRY_FIRST_SECONDS = 1.0
 DISCORD_RETRY_MAX_SECONDS = 60.0
 # View Channels, Send Messages, Send Messages in Threads, Create Public Threads, Read Message History,
-# Attach Files: what the bot needs to answer, split long answers and open /chat threads.
-INVITE_PERMISSIONS = discord.Permissions(309237746688)
+# Add Reactions: what the bot needs to answer, split long answers, open /chat threads, and mark a question it
+# cannot answer where it cannot post.
+INVITE_PERMISSIONS = discord.Permissions(309237713984)
 
 
 def build_services(settings: Settings, session: aiohttp.ClientSession, store: SettingsStore) -> Services:

@@ -681,7 +681,7 @@ PERMISSION_BITS = {
     "Send Messages in Threads": 1 << 38,
     "Create Public Threads": 1 << 35,
     "Read Message History": 1 << 16,
-    "Attach Files": 1 << 15,
+    "Add Reactions": 1 << 6,
 }
 
 
@@ -701,7 +701,7 @@ def test_readme_covers_the_discord_application(readme: str) -> None:
 
 def test_readme_permissions_integer_is_the_sum_of_the_listed_permissions(readme: str) -> None:
     total = sum(PERMISSION_BITS.values())
-    assert total == 309237746688
+    assert total == 309237713984
     assert f"permissions={total}" in readme
     # The main README's invite URL and the one `python -m bot check` prints must grant the same.
     assert f"permissions={total}" in (ROOT / "README.md").read_text(encoding="utf-8")
