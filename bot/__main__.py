@@ -29,6 +29,10 @@ from bot.channel_settings.store import DATABASE_FILENAME, SettingsStore, SqliteS
 from bot.clock import MonotonicClock
 from bot.config import SHUTDOWN_FINAL_EDITS_SECONDS, ConfigError, Settings
 from bot.health import HealthServer
+from bot.knowledge.base import KnowledgeBase, KnowledgeLimits
+from bot.knowledge.embedder import Embedder
+from bot.knowledge.sqlite_store import SqliteKnowledgeStore
+from bot.knowledge.store import KnowledgeStore, MemoryKnowledgeStore
 from bot.logs import setup_logging
 from bot.metrics import Metrics
 from bot.ollama.catalog import ModelCatalog, find_model
@@ -81,6 +85,19 @@ def build_services(settings: Settings, session: aiohttp.ClientSession, store: Se
         catalog=ModelCatalog(ollama, clock),
         metrics=Metrics(),
         answers=AnswerBook(answer_store_for(store)),
+        knowledge=KnowledgeBase(
+            knowledge_store_for(store),
+            store,
+            Embedder(ollama),
+            default_model=settings.embed_model,
+            limits=KnowledgeLimits(
+                max_file_bytes=int(settings.knowledge_max_file_mb * 1024 * 1024),
+                max_files=settings.knowledge_max_files,
+                max_chunks=settings.knowledge_max_chunks,
+                min_similarity=settings.knowledge_min_similarity,
+                excerpts=settings.knowledge_excerpts,
+            ),
+        ),
     )
 
 
@@ -89,6 +106,13 @@ def answer_store_for(store: SettingsStore) -> AnswerStore:
     if isinstance(store, SqliteSettingsStore):
         return SqliteAnswerStore(store)
     return MemoryAnswerStore()
+
+
+def knowledge_store_for(store: SettingsStore) -> KnowledgeStore:
+    """Team knowledge lives in the settings database too: the same file, connection and worker thread."""
+    if isinstance(store, SqliteSettingsStore):
+        return SqliteKnowledgeStore(store)
+    return MemoryKnowledgeStore()
 
 
 class GatewayState(Protocol):

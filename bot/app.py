@@ -15,6 +15,7 @@ from bot.answers.book import AnswerBook
 from bot.channel_settings.store import SettingsStore
 from bot.clock import Clock
 from bot.config import Settings
+from bot.knowledge.base import KnowledgeBase
 from bot.metrics import Metrics
 from bot.ollama.catalog import ModelCatalog
 from bot.ollama.client import OllamaClient
@@ -35,6 +36,7 @@ class Services:
     catalog: ModelCatalog
     metrics: Metrics
     answers: AnswerBook
+    knowledge: KnowledgeBase | None = None
 
 
 def bot_intents() -> discord.Intents:
@@ -80,6 +82,7 @@ class OllacordBot(commands.Bot):
         from bot.cogs.admin_commands import AdminCommands
         from bot.cogs.answer_records import AnswerRecords
         from bot.cogs.chat import ChatCog
+        from bot.cogs.knowledge_commands import KnowledgeCommands
         from bot.cogs.reply_buttons import RegenerateButton, StopButton
         from bot.cogs.settings_commands import SettingsCommands
 
@@ -94,6 +97,8 @@ class OllacordBot(commands.Bot):
         await self.add_cog(SettingsCommands(self, self.services))
         await self.add_cog(AdminCommands(self, self.services))
         await self.add_cog(AnswerRecords(self, self.services))
+        if self.services.knowledge is not None:
+            await self.add_cog(KnowledgeCommands(self, self.services, self.services.knowledge))
         if self.sync_commands:
             synced = await self.tree.sync()
             log.info("synced %d slash commands", len(synced))

@@ -22,6 +22,7 @@ from bot.channel_settings.effective import effective_settings
 from bot.channel_settings.resolve import EffectiveSettings
 from bot.conversation import ChatRecord
 from bot.discord_io import NO_PINGS, ChannelReplySink, InteractionReplySink, to_record
+from bot.knowledge.records import KnowledgePlace
 from bot.metrics import error_kind
 from bot.ollama.client import ChatChunk
 from bot.ollama.errors import OllamaError
@@ -126,6 +127,7 @@ class ChatCog(commands.Cog):
             image_memory_bytes=int(settings.image_memory_mb * 1024 * 1024),
             history_max_messages=settings.history_max_messages,
             history_max_chars=settings.history_max_chars,
+            knowledge=services.knowledge,
         )
         self._active: dict[int, ActiveReply] = {}
         self._busy = 0
@@ -383,6 +385,14 @@ class ChatCog(commands.Cog):
         plan = plan_attachments(files, model=model, vision=vision, limits=self.attachment_limits)
         found_notes = [notes.note(n) for n in plan.notes]
         return (plan if plan.images or plan.texts else None), found_notes
+
+    async def _knowledge_place(self, request: Request) -> KnowledgePlace | None:
+        """Where the question was asked, for team knowledge: its server, channel and (in a thread) parent."""
+        if request.guild_id is None or request.channel_id is None or self.services.knowledge is None:
+            return None
+        channel = await self.places.resolve(request.channel_id)
+        parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
+        return KnowledgePlace(guild_id=request.guild_id, channel_id=request.channel_id, parent_id=parent_id)
 
     @staticmethod
     async def _download(file: AttachmentRecord) -> bytes | None:
@@ -756,6 +766,7 @@ class ChatCog(commands.Cog):
                 attachments=request.attachments,
                 download=self._download,
                 conversation=request.channel_id,
+                place=await self._knowledge_place(request),
             )
             try:
                 late_notes.extend(notes.note(text) for text in prepared.notes)

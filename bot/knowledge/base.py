@@ -1,0 +1,617 @@
+"""Team knowledge: adding documents and pinned messages, removing them, and finding excerpts for a question.
+
+Discord-free. The cog hands over file bytes and pinned messages as plain records; questions come
+through bot/prompt_preparation.py. Documents are read and chunked in a worker thread and embedded
+through Ollama's /api/embed in batches, one indexing job at a time (a semaphore), outside the chat
+queue: indexing a large file never holds up answers. Searching is one matrix-vector product per
+scope, also in a worker thread.
+
+A scope's documents are embedded with the `embed_model` in effect for it. When that changes, the
+documents still on another model are embedded again in the background; until they are done, a
+question uses the ones already on the new model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import numpy as np
+
+from bot.channel_settings.store import Scope, SettingsStore
+from bot.knowledge.chunking import Chunk, chunk_document, chunk_text, embedding_input
+from bot.knowledge.documents import DocumentFormat, extract_document
+from bot.knowledge.embedder import Embedder
+from bot.knowledge.index import Hit, Matrix, vector_bytes
+from bot.knowledge.library import KnowledgeLibrary
+from bot.knowledge.records import (
+    ChunkRecord,
+    DocumentKind,
+    DocumentRecord,
+    KnowledgePlace,
+    KnowledgeTarget,
+    PinSource,
+)
+from bot.knowledge.refusals import DocumentTooLarge, KnowledgeRefusal, ScopeFull, UnreadableDocument
+from bot.knowledge.store import KnowledgeStore
+from bot.streaming import notes
+
+__all__ = [
+    "Excerpt",
+    "IndexProgress",
+    "KnowledgeBase",
+    "KnowledgeLimits",
+    "PinSyncResult",
+    "PinnedMessage",
+    "ReembedStatus",
+    "Retrieval",
+    "ScopeOverview",
+]
+
+log = logging.getLogger(__name__)
+
+# The question is what gets embedded; a pasted log beyond this says nothing more about what is asked.
+MAX_QUERY_CHARS = 2000
+# A failed re-embedding (model missing, Ollama down) is tried again at most this often.
+REEMBED_RETRY_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeLimits:
+    """What a scope may hold and what a question gets (all from the configuration)."""
+
+    max_file_bytes: int = 10 * 1024 * 1024
+    max_files: int = 100
+    max_chunks: int = 20_000
+    min_similarity: float = 0.5
+    excerpts: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Excerpt:
+    """A chunk chosen for a question: its text, where it comes from, and how similar it was."""
+
+    document: DocumentRecord
+    section: str | None
+    text: str
+    score: float
+
+
+@dataclass(slots=True)
+class Retrieval:
+    """The excerpts for a question, and plain notes when knowledge could not be used."""
+
+    excerpts: list[Excerpt] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexProgress:
+    """How far indexing a document has come: `done` of `total` chunks embedded; `waiting` for another job."""
+
+    done: int
+    total: int
+    waiting: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedMessage:
+    """A pinned message as the knowledge base needs it."""
+
+    message_id: int
+    channel_id: int
+    author_name: str
+    content: str
+    link: str
+
+
+@dataclass(frozen=True, slots=True)
+class PinSyncResult:
+    """What a pins update changed in one scope."""
+
+    target: KnowledgeTarget
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    kept: int = 0
+    skipped: int = 0  # over the scope's chunk limit
+
+    @property
+    def total(self) -> int:
+        """Pinned messages now in the scope's knowledge from this channel."""
+        return self.added + self.updated + self.kept
+
+
+@dataclass(slots=True)
+class ReembedStatus:
+    """Progress of embedding a scope's documents again with a new model."""
+
+    target: KnowledgeTarget
+    model: str
+    total: int
+    done: int = 0
+    error: str | None = None
+    finished: bool = False
+    failed_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeOverview:
+    """One scope's knowledge, as /knowledge list shows it."""
+
+    target: KnowledgeTarget
+    model: str
+    documents: list[DocumentRecord]
+    pin_sources: list[PinSource]
+    reembedding: ReembedStatus | None
+
+    @property
+    def chunks(self) -> int:
+        """Chunks held by the scope."""
+        return sum(d.chunk_count for d in self.documents)
+
+    @property
+    def files(self) -> list[DocumentRecord]:
+        """The scope's file documents."""
+        return [d for d in self.documents if d.kind is DocumentKind.FILE]
+
+
+def content_hash(text: str) -> str:
+    """A short fingerprint of a document's text (a pinned message edited since it was indexed differs)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class KnowledgeBase:
+    """Every scope's team knowledge: documents, pinned messages, embeddings and search."""
+
+    def __init__(
+        self,
+        store: KnowledgeStore,
+        settings: SettingsStore,
+        embedder: Embedder,
+        *,
+        default_model: str,
+        limits: KnowledgeLimits | None = None,
+    ) -> None:
+        self.limits = limits or KnowledgeLimits()
+        self.library = KnowledgeLibrary(store, settings, default_model=default_model)
+        self._store = store
+        self._embedder = embedder
+        # One indexing job (a file, or embedding a scope again) at a time: Ollama works through them anyway,
+        # and this keeps the batches of a question's own embedding from queueing behind several jobs.
+        self._jobs = asyncio.Semaphore(1)
+        self._pin_locks: dict[int, asyncio.Lock] = {}
+        self._tracked_channels: set[int] | None = None
+        self._reembeds: dict[Scope, ReembedStatus] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._busy = 0
+
+    @property
+    def idle(self) -> bool:
+        """No indexing, pin update or re-embedding is running."""
+        return self._busy == 0 and not self._tasks
+
+    async def close(self) -> None:
+        """Cancel background re-embedding (it resumes on next use)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # ---- files
+
+    def check_size(self, name: str, size: int) -> None:
+        """Refuse a file over the size limit before it is downloaded."""
+        if size > self.limits.max_file_bytes:
+            raise DocumentTooLarge(name, size, self.limits.max_file_bytes)
+
+    async def add_file(
+        self,
+        target: KnowledgeTarget,
+        name: str,
+        content_type: str | None,
+        data: bytes,
+        *,
+        added_by: int | None,
+        progress: Callable[[IndexProgress], None] | None = None,
+    ) -> tuple[DocumentRecord, DocumentRecord | None]:
+        """Read, chunk, embed and store a file; a file of the same name in the scope is replaced.
+
+        Returns the new document and the one it replaced. Raises a KnowledgeRefusal saying why not.
+        """
+        report = progress or (lambda _: None)
+        self._busy += 1
+        try:
+            self.check_size(name, len(data))
+            extracted = await asyncio.to_thread(extract_document, name, content_type, data)
+            chunks = await asyncio.to_thread(chunk_document, extracted)
+            if not chunks:
+                raise UnreadableDocument.empty(name)
+            await self._check_room(target, name, len(chunks))
+            model = (await self.library.models([target]))[target.scope]
+            total = len(chunks)
+            if self._jobs.locked():
+                report(IndexProgress(0, total, waiting=True))
+            async with self._jobs:
+                report(IndexProgress(0, total))
+                inputs = [embedding_input(name, c) for c in chunks]
+                vectors = await self._embedder.embed(model, inputs, progress=lambda n: report(IndexProgress(n, total)))
+            async with self.library.lock(target.scope):
+                await self._check_room(target, name, total)
+                replaced = await self._file_named(target, name)
+                document = DocumentRecord(
+                    document_id=replaced.document_id if replaced else uuid.uuid4().hex,
+                    target=target,
+                    kind=DocumentKind.FILE,
+                    name=name,
+                    embed_model=model,
+                    dimensions=int(vectors.shape[1]),
+                    chunk_count=total,
+                    chars=extracted.chars,
+                    content_hash=content_hash("\n".join(p.text for p in extracted.parts)),
+                    added_at=_now(),
+                    added_by=added_by,
+                )
+                await self._store.save_knowledge_document(document, _chunk_records(document, chunks, vectors))
+                self.library.saved(document, vectors)
+            log.info(
+                "knowledge file added scope=%s:%s chunks=%d chars=%d model=%s replaced=%s",
+                target.scope.kind,
+                target.scope.id,
+                total,
+                extracted.chars,
+                model,
+                replaced is not None,
+            )
+            return document, replaced
+        finally:
+            self._busy -= 1
+
+    async def _file_named(self, target: KnowledgeTarget, name: str) -> DocumentRecord | None:
+        documents = (await self.library.documents([target.scope]))[target.scope]
+        return next((d for d in documents if d.kind is DocumentKind.FILE and d.name == name), None)
+
+    async def _check_room(self, target: KnowledgeTarget, name: str, chunks: int) -> None:
+        """Refuse a file that would pass the scope's files or chunks limit (a same-named file is replaced)."""
+        documents = (await self.library.documents([target.scope]))[target.scope]
+        others = [d for d in documents if not (d.kind is DocumentKind.FILE and d.name == name)]
+        files = sum(1 for d in others if d.kind is DocumentKind.FILE)
+        if files >= self.limits.max_files:
+            raise ScopeFull.files(server=target.server, limit=self.limits.max_files)
+        used = sum(d.chunk_count for d in others)
+        if used + chunks > self.limits.max_chunks:
+            raise ScopeFull.chunks(name, chunks, server=target.server, used=used, limit=self.limits.max_chunks)
+
+    # ---- removing
+
+    async def documents_here(self, place: KnowledgePlace) -> list[DocumentRecord]:
+        """Every document a question here draws on (this channel's, its parent's, the server's)."""
+        scopes = [t.scope for t in place.targets()]
+        found = await self.library.documents(scopes)
+        return [d for scope in scopes for d in found[scope]]
+
+    async def remove_document(self, document: DocumentRecord) -> bool:
+        """Delete a document with its chunks; False if it was already gone."""
+        scope = document.target.scope
+        async with self.library.lock(scope):
+            gone = await self._store.delete_knowledge_documents([document.document_id])
+            self.library.removed(scope, [document.document_id])
+        log.info("knowledge document removed scope=%s:%s kind=%s", scope.kind, scope.id, document.kind)
+        return gone > 0
+
+    async def remove_pin_source(self, target: KnowledgeTarget, channel_id: int) -> int:
+        """Stop keeping a channel's pins in a scope and delete them from it; return how many documents went."""
+        scope = target.scope
+        async with self._pin_lock(channel_id), self.library.lock(scope):
+            documents = (await self.library.documents([scope]))[scope]
+            doomed = [d.document_id for d in documents if d.kind is DocumentKind.PIN and d.pin_channel_id == channel_id]
+            gone = await self._store.delete_knowledge_pin_source(scope, channel_id)
+            self.library.removed(scope, doomed)
+        self._tracked_channels = None
+        log.info("pinned messages of channel %s removed from scope=%s:%s (%d)", channel_id, scope.kind, scope.id, gone)
+        return gone
+
+    # ---- pinned messages
+
+    async def pin_sources_here(self, place: KnowledgePlace) -> list[PinSource]:
+        """The channels whose pins are kept in the scopes a question here draws on."""
+        return await self._store.knowledge_pin_sources(scopes=[t.scope for t in place.targets()])
+
+    async def tracks_pins(self, channel_id: int) -> bool:
+        """Whether any scope keeps this channel's pins (cheap: the tracked channels are cached)."""
+        if self._tracked_channels is None:
+            sources = await self._store.knowledge_pin_sources()
+            self._tracked_channels = {s.channel_id for s in sources}
+        return channel_id in self._tracked_channels
+
+    async def tracked_channels(self) -> set[int]:
+        """Every channel whose pins some scope keeps."""
+        await self.tracks_pins(0)
+        return set(self._tracked_channels or ())
+
+    async def add_pin_source(
+        self, target: KnowledgeTarget, channel_id: int, pins: Sequence[PinnedMessage], *, added_by: int | None
+    ) -> PinSyncResult:
+        """Keep `channel_id`'s pinned messages in the scope from now on, starting with `pins`."""
+        source = PinSource(target=target, channel_id=channel_id, added_at=_now(), added_by=added_by)
+        await self._store.save_knowledge_pin_source(source)
+        self._tracked_channels = None
+        return await self._sync_source(source, pins)
+
+    async def sync_pins(self, channel_id: int, pins: Sequence[PinnedMessage]) -> list[PinSyncResult]:
+        """Bring every scope that keeps this channel's pins in step with `pins` (the channel's pins now)."""
+        sources = await self._store.knowledge_pin_sources(channel_id=channel_id)
+        return [await self._sync_source(source, pins) for source in sources]
+
+    def _pin_lock(self, channel_id: int) -> asyncio.Lock:
+        return self._pin_locks.setdefault(channel_id, asyncio.Lock())
+
+    async def _sync_source(self, source: PinSource, pins: Sequence[PinnedMessage]) -> PinSyncResult:
+        target, channel_id = source.target, source.channel_id
+        scope = target.scope
+        self._busy += 1
+        try:
+            async with self._pin_lock(channel_id):
+                documents = (await self.library.documents([scope]))[scope]
+                mine = {d.pin_message_id: d for d in documents if d.kind is DocumentKind.PIN}
+                mine = {mid: d for mid, d in mine.items() if d.pin_channel_id == channel_id}
+                current = {p.message_id: p for p in pins if p.channel_id == channel_id and p.content.strip()}
+                gone = [d.document_id for mid, d in mine.items() if mid not in current]
+                fresh = [p for mid, p in current.items() if mid not in mine or mine[mid].content_hash != _pin_hash(p)]
+                kept = len(current) - len(fresh)
+                model = (await self.library.models([target]))[scope]
+                chunked = [(p, chunk_text(p.content, DocumentFormat.TEXT)) for p in fresh]
+                used = sum(d.chunk_count for d in documents if d.document_id not in gone)
+                room = (
+                    self.limits.max_chunks
+                    - used
+                    + sum(mine[p.message_id].chunk_count for p, _ in chunked if p.message_id in mine)
+                )
+                fitting, skipped = [], 0
+                for pin, chunks in chunked:
+                    if len(chunks) <= room:
+                        fitting.append((pin, chunks))
+                        room -= len(chunks)
+                    else:
+                        skipped += 1
+                inputs = [embedding_input(_pin_name(p), c) for p, chunks in fitting for c in chunks]
+                vectors = await self._embedder.embed(model, inputs) if inputs else np.zeros((0, 0), np.float32)
+                async with self.library.lock(scope):
+                    added = updated = 0
+                    row = 0
+                    for pin, chunks in fitting:
+                        previous = mine.get(pin.message_id)
+                        own = vectors[row : row + len(chunks)]
+                        row += len(chunks)
+                        document = DocumentRecord(
+                            document_id=previous.document_id if previous else uuid.uuid4().hex,
+                            target=target,
+                            kind=DocumentKind.PIN,
+                            name=pin.author_name,
+                            embed_model=model,
+                            dimensions=int(own.shape[1]),
+                            chunk_count=len(chunks),
+                            chars=len(pin.content),
+                            content_hash=_pin_hash(pin),
+                            added_at=previous.added_at if previous else _now(),
+                            added_by=source.added_by,
+                            link=pin.link,
+                            pin_channel_id=channel_id,
+                            pin_message_id=pin.message_id,
+                        )
+                        await self._store.save_knowledge_document(document, _chunk_records(document, chunks, own))
+                        self.library.saved(document, own)
+                        updated += previous is not None
+                        added += previous is None
+                    if gone:
+                        await self._store.delete_knowledge_documents(gone)
+                        self.library.removed(scope, gone)
+            result = PinSyncResult(target, added, updated, len(gone), kept, skipped)
+            log.info(
+                "pins of channel %s synced into scope=%s:%s added=%d updated=%d removed=%d kept=%d skipped=%d",
+                channel_id,
+                scope.kind,
+                scope.id,
+                added,
+                updated,
+                len(gone),
+                kept,
+                skipped,
+            )
+            return result
+        finally:
+            self._busy -= 1
+
+    # ---- questions
+
+    async def retrieve(self, place: KnowledgePlace, question: str) -> Retrieval:
+        """The excerpts for a question asked here; never raises for Ollama trouble (it becomes a note)."""
+        if not question.strip():
+            return Retrieval()
+        try:
+            return await self._search(place, question, limit=self.limits.excerpts)
+        except KnowledgeRefusal as refusal:
+            log.info("knowledge not used in channel %s: %s", place.channel_id, type(refusal).__name__)
+            return Retrieval(notes=[notes.knowledge_not_used(str(refusal))])
+
+    async def search(self, place: KnowledgePlace, query: str, *, limit: int | None = None) -> list[Excerpt]:
+        """The best excerpts for `query` here (for /knowledge search); raises a KnowledgeRefusal if it can't."""
+        return (await self._search(place, query, limit=limit or self.limits.excerpts)).excerpts
+
+    async def _search(self, place: KnowledgePlace, query: str, *, limit: int) -> Retrieval:
+        targets = place.targets()
+        documents = await self.library.documents([t.scope for t in targets])
+        targets = [t for t in targets if documents[t.scope]]
+        if not targets:
+            return Retrieval()  # no knowledge here: no embedding call, nothing to wait for
+        models = await self.library.models(targets)
+        indexes = [(t, await self.library.index(t.scope, models[t.scope])) for t in targets]
+        retrieval = Retrieval()
+        for target, index in indexes:
+            if index.other_models:
+                status = self._schedule_reembed(target, models[target.scope])
+                if not index.size and status is not None:
+                    retrieval.notes.append(_reembed_note(status))
+        live = [(t, index) for t, index in indexes if index.size]
+        if not live:
+            return retrieval
+        queries: dict[str, Matrix] = {}
+        for model in dict.fromkeys(index.model for _, index in live):
+            queries[model] = await self._embedder.embed(model, [query[:MAX_QUERY_CHARS]])
+        hits: list[Hit] = []
+        for _, index in live:
+            hits += await asyncio.to_thread(
+                index.search, queries[index.model][0], limit=limit, min_score=self.limits.min_similarity
+            )
+        hits.sort(key=lambda h: -h.score)
+        best = hits[:limit]
+        chunks = await self._store.knowledge_chunks([(h.document.document_id, h.position) for h in best])
+        texts = {(c.document_id, c.position): c for c in chunks}
+        for hit in best:
+            chunk = texts.get((hit.document.document_id, hit.position))
+            if chunk is not None:
+                retrieval.excerpts.append(Excerpt(hit.document, chunk.section, chunk.text, hit.score))
+        return retrieval
+
+    # ---- overview and models
+
+    async def overview(self, place: KnowledgePlace) -> list[ScopeOverview]:
+        """Each scope a question here draws on, with its documents, tracked pins and re-embedding progress."""
+        targets = place.targets()
+        documents = await self.library.documents([t.scope for t in targets])
+        sources = await self._store.knowledge_pin_sources(scopes=[t.scope for t in targets])
+        models = await self.library.models(targets)
+        found = []
+        for target in targets:
+            model = models[target.scope]
+            status = None
+            if any(d.embed_model != model for d in documents[target.scope]):
+                status = self._schedule_reembed(target, model)
+            found.append(
+                ScopeOverview(
+                    target=target,
+                    model=model,
+                    documents=documents[target.scope],
+                    pin_sources=[s for s in sources if s.target.scope == target.scope],
+                    reembedding=status or self._finished_reembed(target.scope, model),
+                )
+            )
+        return found
+
+    def _finished_reembed(self, scope: Scope, model: str) -> ReembedStatus | None:
+        status = self._reembeds.get(scope)
+        return status if status is not None and status.model == model and status.finished else None
+
+    async def refresh_models(self, guild_id: int) -> list[ReembedStatus]:
+        """Start embedding again, in the background, every scope of the server whose model changed."""
+        documents = await self._store.knowledge_documents(guild_id=guild_id)
+        targets = list({d.target.scope: d.target for d in documents}.values())
+        if not targets:
+            return []
+        models = await self.library.models(targets)
+        started = []
+        for target in targets:
+            model = models[target.scope]
+            if any(d.embed_model != model for d in documents if d.target.scope == target.scope):
+                status = self._schedule_reembed(target, model, retry_now=True)
+                if status is not None:
+                    started.append(status)
+        return started
+
+    def _schedule_reembed(
+        self, target: KnowledgeTarget, model: str, *, retry_now: bool = False
+    ) -> ReembedStatus | None:
+        """The re-embedding of `target` to `model`, started unless it runs already (or failed a moment ago)."""
+        scope = target.scope
+        status = self._reembeds.get(scope)
+        if status is not None and status.model == model:
+            if not status.finished:
+                return status
+            recent = status.failed_at is not None and time.monotonic() - status.failed_at < REEMBED_RETRY_SECONDS
+            if status.error is not None and recent and not retry_now:
+                return status
+        status = ReembedStatus(target=target, model=model, total=0)
+        self._reembeds[scope] = status
+        task = asyncio.create_task(self._reembed(status), name=f"reembed-{scope.kind}-{scope.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return status
+
+    async def _reembed(self, status: ReembedStatus) -> None:
+        target, model = status.target, status.model
+        scope = target.scope
+        try:
+            documents = (await self.library.documents([scope]))[scope]
+            stale = [d for d in documents if d.embed_model != model]
+            status.total = sum(d.chunk_count for d in stale)
+            log.info("embedding %d chunk(s) of scope=%s:%s again with %s", status.total, scope.kind, scope.id, model)
+            async with self._jobs:
+                for document in stale:
+                    await self._reembed_document(document, status)
+            status.finished = True
+            log.info("scope=%s:%s now embedded with %s", scope.kind, scope.id, model)
+        except KnowledgeRefusal as refusal:
+            status.error = str(refusal)
+            status.finished = True
+            status.failed_at = time.monotonic()
+            log.warning("could not embed scope=%s:%s again with %s: %s", scope.kind, scope.id, model, refusal)
+        except Exception:
+            status.error = "unexpected error (see the bot's log)"
+            status.finished = True
+            status.failed_at = time.monotonic()
+            log.exception("embedding scope=%s:%s again with %s failed", scope.kind, scope.id, model)
+
+    async def _reembed_document(self, document: DocumentRecord, status: ReembedStatus) -> None:
+        keys = [(document.document_id, position) for position in range(document.chunk_count)]
+        chunks = await self._store.knowledge_chunks(keys)
+        title = _pin_name_of(document) if document.kind is DocumentKind.PIN else document.name
+        inputs = [embedding_input(title, Chunk(c.section, c.text)) for c in chunks]
+        base = status.done
+        vectors = await self._embedder.embed(status.model, inputs, progress=lambda n: setattr(status, "done", base + n))
+        scope = document.target.scope
+        async with self.library.lock(scope):
+            current = (await self.library.documents([scope]))[scope]
+            if not any(d.document_id == document.document_id for d in current):
+                return  # removed meanwhile
+            updated = replace(
+                document, embed_model=status.model, dimensions=int(vectors.shape[1]) if len(chunks) else 0
+            )
+            records = [replace(c, vector=vector_bytes(vectors[i])) for i, c in enumerate(chunks)]
+            updated = replace(updated, chunk_count=len(records))
+            await self._store.save_knowledge_document(updated, records)
+            self.library.saved(updated, vectors)
+        status.done = base + len(chunks)
+
+
+def _chunk_records(document: DocumentRecord, chunks: Sequence[Chunk], vectors: Matrix) -> list[ChunkRecord]:
+    return [
+        ChunkRecord(document.document_id, position, chunk.section, chunk.text, vector_bytes(vectors[position]))
+        for position, chunk in enumerate(chunks)
+    ]
+
+
+def _pin_hash(pin: PinnedMessage) -> str:
+    return content_hash(f"{pin.author_name}\n{pin.content}")
+
+
+def _pin_name(pin: PinnedMessage) -> str:
+    return f"pinned message by {pin.author_name}"
+
+
+def _pin_name_of(document: DocumentRecord) -> str:
+    return f"pinned message by {document.name}"
+
+
+def _reembed_note(status: ReembedStatus) -> str:
+    if status.error is not None:
+        return notes.knowledge_reembed_failed(status.model, status.error)
+    return notes.knowledge_reembedding(status.model, status.done, status.total)
