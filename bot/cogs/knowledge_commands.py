@@ -42,6 +42,8 @@ MESSAGE_LIMIT = 2000
 MAX_CHOICES = 25
 CHOICE_LIMIT = 100
 SEARCH_RESULTS = 5
+# /knowledge search also shows near misses (marked), so people can see what answers would not use and why.
+SEARCH_MIN_SCORE = 0.05
 EXCERPT_PREVIEW = 300
 # At most every this many seconds of progress edits, whatever EDIT_INTERVAL says (interaction webhooks
 # are rate limited too).
@@ -73,8 +75,9 @@ UNKNOWN_DOCUMENT = "There is no document called {name} in the knowledge used her
 AMBIGUOUS_DOCUMENT = "Several documents here are called {name}; pick one from the list as you type."
 REMOVED = "🗑️ Removed {name} from {where}."
 PINS_REMOVED = "🗑️ {channel}'s pinned messages are no longer in {where} ({count} removed)."
+BELOW_THRESHOLD = " (below {threshold:g}: answers don't use it)"
 NO_MATCHES = (
-    "Nothing in the knowledge used here is close enough to that (similarity below {threshold:g}). "
+    "Nothing in the knowledge used here is even close to that. "
     "Try other words, or `/knowledge list` to see what there is."
 )
 REINDEXING = "🔄 Re-indexing {where} with `{model}`: {done:,}/{total:,} chunks"
@@ -436,14 +439,15 @@ class KnowledgeCommands(commands.GroupCog, group_name="knowledge", group_descrip
         """The excerpts a question like this would get."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            excerpts = await self.knowledge.search(_place(interaction), query, limit=SEARCH_RESULTS)
+            excerpts = await self.knowledge.search(
+                _place(interaction), query, limit=SEARCH_RESULTS, min_score=SEARCH_MIN_SCORE
+            )
         except KnowledgeRefusal as exc:
             await interaction.followup.send(str(exc), ephemeral=True)
             return
         if not excerpts:
             documents = await self.knowledge.documents_here(_place(interaction))
-            threshold = self.knowledge.limits.min_similarity
-            text = NO_MATCHES.format(threshold=threshold) if documents else NOTHING_HERE
+            text = NO_MATCHES if documents else NOTHING_HERE
             await interaction.followup.send(text, ephemeral=True)
             return
         lines = ["🔎 **Best matches**"]
@@ -457,7 +461,9 @@ class KnowledgeCommands(commands.GroupCog, group_name="knowledge", group_descrip
             preview = " ".join(excerpt.text.split())
             if len(preview) > EXCERPT_PREVIEW:
                 preview = preview[: EXCERPT_PREVIEW - 1] + "…"
-            lines.append(f"**[{number}]** {source} · {excerpt.score:.2f}\n> {preview}")
+            threshold = self.knowledge.limits.min_similarity
+            miss = BELOW_THRESHOLD.format(threshold=threshold) if excerpt.score < threshold else ""
+            lines.append(f"**[{number}]** {source} · {excerpt.score:.2f}{miss}\n> {preview}")
         await interaction.followup.send(_fit("\n".join(lines)), ephemeral=True, allowed_mentions=NO_PINGS)
 
     # ---- the embedding model changed (/set or /reset embed_model)

@@ -443,11 +443,19 @@ class KnowledgeBase:
             log.info("knowledge not used in channel %s: %s", place.channel_id, type(refusal).__name__)
             return Retrieval(notes=[notes.knowledge_not_used(str(refusal))])
 
-    async def search(self, place: KnowledgePlace, query: str, *, limit: int | None = None) -> list[Excerpt]:
-        """The best excerpts for `query` here (for /knowledge search); raises a KnowledgeRefusal if it can't."""
-        return (await self._search(place, query, limit=limit or self.limits.excerpts)).excerpts
+    async def search(
+        self, place: KnowledgePlace, query: str, *, limit: int | None = None, min_score: float | None = None
+    ) -> list[Excerpt]:
+        """The best excerpts for `query` here (for /knowledge search); raises a KnowledgeRefusal if it can't.
 
-    async def _search(self, place: KnowledgePlace, query: str, *, limit: int) -> Retrieval:
+        `min_score` defaults to the threshold answers use; a lower one shows near misses too.
+        """
+        found = await self._search(place, query, limit=limit or self.limits.excerpts, min_score=min_score)
+        return found.excerpts
+
+    async def _search(
+        self, place: KnowledgePlace, query: str, *, limit: int, min_score: float | None = None
+    ) -> Retrieval:
         targets = place.targets()
         documents = await self.library.documents([t.scope for t in targets])
         targets = [t for t in targets if documents[t.scope]]
@@ -469,9 +477,8 @@ class KnowledgeBase:
             queries[model] = await self._embedder.embed(model, [query[:MAX_QUERY_CHARS]])
         hits: list[Hit] = []
         for _, index in live:
-            hits += await asyncio.to_thread(
-                index.search, queries[index.model][0], limit=limit, min_score=self.limits.min_similarity
-            )
+            threshold = self.limits.min_similarity if min_score is None else min_score
+            hits += await asyncio.to_thread(index.search, queries[index.model][0], limit=limit, min_score=threshold)
         hits.sort(key=lambda h: -h.score)
         best = hits[:limit]
         chunks = await self._store.knowledge_chunks([(h.document.document_id, h.position) for h in best])

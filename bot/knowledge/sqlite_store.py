@@ -91,7 +91,12 @@ class SqliteKnowledgeStore:
 
         def read(conn: sqlite3.Connection) -> list[DocumentRecord]:
             if wanted is not None:
-                rows = [r for s in wanted for r in conn.execute(_BY_SCOPE, (s.kind.value, s.id)).fetchall()]
+                if not wanted:
+                    return []
+                # Built from a constant clause per scope; every value is a bound parameter.
+                where = " OR ".join("(scope_kind = ? AND scope_id = ?)" for _ in wanted)
+                values = [v for s in wanted for v in (s.kind.value, s.id)]
+                rows = conn.execute(f"{_SELECT_DOCUMENTS} WHERE {where} ORDER BY added_at, rowid", values).fetchall()
             elif guild_id is not None:
                 rows = conn.execute(_BY_GUILD, (guild_id,)).fetchall()
             else:
@@ -99,7 +104,7 @@ class SqliteKnowledgeStore:
             found = [_document(row) for row in rows]
             if wanted is not None and guild_id is not None:
                 found = [d for d in found if d.target.guild_id == guild_id]
-            return sorted(found, key=lambda d: d.added_at)
+            return found
 
         return await self._database.run_job("read knowledge documents", read, write=False)
 

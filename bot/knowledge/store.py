@@ -33,7 +33,10 @@ class KnowledgeStore(Protocol):
     async def knowledge_documents(
         self, *, scopes: Sequence[Scope] | None = None, guild_id: int | None = None
     ) -> list[DocumentRecord]:
-        """The documents of these scopes, or of every scope of a server, oldest first (no chunks)."""
+        """The documents of these scopes, or of every scope of a server, oldest first (no chunks).
+
+        Documents added at the same time come in the order they were first saved.
+        """
         ...
 
     async def delete_knowledge_documents(self, document_ids: Sequence[str]) -> int:
@@ -98,8 +101,7 @@ class MemoryKnowledgeStore:
         """Insert or replace the document and its chunks."""
         if any(c.document_id != document.document_id for c in chunks):
             raise ValueError("every chunk must belong to the document saved with it")
-        self._documents.pop(document.document_id, None)  # a replaced document moves to the end, like an insert
-        self._documents[document.document_id] = document
+        self._documents[document.document_id] = document  # a replaced one keeps its place, like an UPDATE
         self._chunks[document.document_id] = sorted(chunks, key=lambda c: c.position)
 
     async def knowledge_documents(
