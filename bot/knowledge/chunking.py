@@ -85,7 +85,9 @@ def _chunk_part(part: DocumentPart, fmt: DocumentFormat, *, size: int, overlap: 
         if block.kind == "heading":
             packer.heading(block.level, block.text)
         else:
-            for piece in _pieces(block, size):
+            # A block cut in pieces leaves room in each for the previous piece's tail (the overlap).
+            room = size if len(block.text) <= size else size - overlap - 2
+            for piece in _pieces(block, room):
                 packer.add(piece)
     return packer.finish()
 
