@@ -327,7 +327,7 @@ class KnowledgeCommands(commands.GroupCog, group_name="knowledge", group_descrip
         """A message was pinned or unpinned: bring the knowledge that keeps this channel's pins in step."""
         channel_id = getattr(channel, "id", None)
         if isinstance(channel_id, int) and await self.knowledge.tracks_pins(channel_id):
-            await self._sync_pins(channel)
+            self._spawn(self._sync_pins(channel), f"pins-{channel_id}")
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:
@@ -471,9 +471,11 @@ class KnowledgeCommands(commands.GroupCog, group_name="knowledge", group_descrip
     @commands.Cog.listener()
     async def on_embed_model_changed(self, interaction: discord.Interaction[Any], scope: str) -> None:
         """Embed the server's knowledge again where the model in effect changed, showing progress."""
-        if interaction.guild_id is None:
-            return
-        statuses = await self.knowledge.refresh_models(interaction.guild_id)
+        if interaction.guild_id is not None:
+            self._spawn(self._reindex(interaction, interaction.guild_id), f"reindex-{interaction.guild_id}")
+
+    async def _reindex(self, interaction: discord.Interaction[Any], guild_id: int) -> None:
+        statuses = await self.knowledge.refresh_models(guild_id)
         if not statuses:
             return
         message = await interaction.followup.send(

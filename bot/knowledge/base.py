@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from bot.channel_settings.store import Scope, SettingsStore
+from bot.channel_settings.store import Scope, SettingsStore, StoreError
 from bot.knowledge.chunking import Chunk, chunk_document, chunk_text, embedding_input
 from bot.knowledge.documents import DocumentFormat, extract_document
 from bot.knowledge.embedder import Embedder
@@ -38,7 +38,13 @@ from bot.knowledge.records import (
     KnowledgeTarget,
     PinSource,
 )
-from bot.knowledge.refusals import DocumentTooLarge, KnowledgeRefusal, ScopeFull, UnreadableDocument
+from bot.knowledge.refusals import (
+    KNOWLEDGE_STORE_FAILED,
+    DocumentTooLarge,
+    KnowledgeRefusal,
+    ScopeFull,
+    UnreadableDocument,
+)
 from bot.knowledge.store import KnowledgeStore
 from bot.streaming import notes
 
@@ -388,6 +394,7 @@ class KnowledgeBase:
                 async with self.library.lock(scope):
                     added = updated = 0
                     row = 0
+                    saved: list[tuple[DocumentRecord, Matrix | None]] = []
                     for pin, chunks in fitting:
                         previous = mine.get(pin.message_id)
                         own = vectors[row : row + len(chunks)]
@@ -409,9 +416,10 @@ class KnowledgeBase:
                             pin_message_id=pin.message_id,
                         )
                         await self._store.save_knowledge_document(document, _chunk_records(document, chunks, own))
-                        self.library.saved(document, own)
+                        saved.append((document, own))
                         updated += previous is not None
                         added += previous is None
+                    self.library.saved_many(scope, saved)
                     if gone:
                         await self._store.delete_knowledge_documents(gone)
                         self.library.removed(scope, gone)
@@ -435,13 +443,17 @@ class KnowledgeBase:
 
     async def retrieve(self, place: KnowledgePlace, question: str) -> Retrieval:
         """The excerpts for a question asked here; never raises for Ollama trouble (it becomes a note)."""
-        if not question.strip():
+        if not question.strip() or self.limits.excerpts <= 0:
             return Retrieval()
         try:
             return await self._search(place, question, limit=self.limits.excerpts)
         except KnowledgeRefusal as refusal:
             log.info("knowledge not used in channel %s: %s", place.channel_id, type(refusal).__name__)
             return Retrieval(notes=[notes.knowledge_not_used(str(refusal))])
+        except StoreError as exc:
+            # The answer matters more than its excerpts: go on without them, and say so.
+            log.warning("knowledge not used in channel %s: %s", place.channel_id, exc)
+            return Retrieval(notes=[notes.knowledge_not_used(KNOWLEDGE_STORE_FAILED)])
 
     async def search(
         self, place: KnowledgePlace, query: str, *, limit: int | None = None, min_score: float | None = None
@@ -566,6 +578,11 @@ class KnowledgeBase:
                     await self._reembed_document(document, status)
             status.finished = True
             log.info("scope=%s:%s now embedded with %s", scope.kind, scope.id, model)
+        except asyncio.CancelledError:
+            status.error = "interrupted"
+            status.finished = True
+            status.failed_at = time.monotonic() - REEMBED_RETRY_SECONDS  # may start again at once
+            raise
         except KnowledgeRefusal as refusal:
             status.error = str(refusal)
             status.finished = True
@@ -587,8 +604,9 @@ class KnowledgeBase:
         scope = document.target.scope
         async with self.library.lock(scope):
             current = (await self.library.documents([scope]))[scope]
-            if not any(d.document_id == document.document_id for d in current):
-                return  # removed meanwhile
+            if document not in current:
+                status.done = base + len(chunks)
+                return  # removed, replaced or updated meanwhile: what is there now was embedded afresh
             updated = replace(
                 document, embed_model=status.model, dimensions=int(vectors.shape[1]) if len(chunks) else 0
             )

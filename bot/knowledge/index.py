@@ -139,18 +139,27 @@ class ScopeIndex:
 
     def with_document(self, document: DocumentRecord, vectors: Matrix) -> ScopeIndex:
         """A new index that also holds `document` (replacing a document with the same id)."""
-        base = self.without_documents([document.document_id])
-        if vectors.shape[0] == 0:
+        return self.with_documents([(document, vectors)])
+
+    def with_documents(self, added: Sequence[tuple[DocumentRecord, Matrix]]) -> ScopeIndex:
+        """A new index that also holds these documents (replacing any with the same ids), in one copy."""
+        base = self.without_documents([document.document_id for document, _ in added])
+        added = [(document, vectors) for document, vectors in added if vectors.shape[0]]
+        if not added:
             return base
-        if base.size and vectors.shape[1] != base.dimensions:
-            raise ValueError(f"{document.name}: {vectors.shape[1]} dimensions, the index has {base.dimensions}")
-        documents = [*base._documents, document]
-        number = np.full(vectors.shape[0], len(documents) - 1, dtype=np.int32)
+        dimensions = base.dimensions if base.size else int(added[0][1].shape[1])
+        for document, vectors in added:
+            if vectors.shape[1] != dimensions:
+                raise ValueError(f"{document.name}: {vectors.shape[1]} dimensions, the index has {dimensions}")
+        documents = [*base._documents, *(document for document, _ in added)]
+        first = len(base._documents)
         rows = VectorRows(
             documents=documents,
-            doc_rows=np.concatenate([base._doc_rows, number]),
-            positions=np.concatenate([base._positions, np.arange(vectors.shape[0], dtype=np.int32)]),
-            matrix=np.vstack([base._matrix, vectors]) if base.size else np.ascontiguousarray(vectors),
+            doc_rows=np.concatenate(
+                [base._doc_rows, *(np.full(v.shape[0], first + i, dtype=np.int32) for i, (_, v) in enumerate(added))]
+            ),
+            positions=np.concatenate([base._positions, *(np.arange(v.shape[0], dtype=np.int32) for _, v in added)]),
+            matrix=np.vstack([base._matrix, *(v for _, v in added)]) if base.size else np.vstack([v for _, v in added]),
             other_models=self.other_models,
         )
         return ScopeIndex(self.model, rows)

@@ -70,23 +70,27 @@ class KnowledgeLibrary:
 
     def saved(self, document: DocumentRecord, vectors: Matrix | None = None) -> None:
         """Record a document just saved (new, replaced or embedded again); `vectors` are its rows, if known."""
-        scope = document.target.scope
+        self.saved_many(document.target.scope, [(document, vectors)])
+
+    def saved_many(self, scope: Scope, saved: Sequence[tuple[DocumentRecord, Matrix | None]]) -> None:
+        """Record documents of `scope` just saved, updating a loaded index with one copy of its matrix."""
+        if not saved:
+            return
         self._bump(scope)
+        ids = {document.document_id for document, _ in saved}
         cached = self._documents.get(scope)
         if cached is not None:
-            kept = [d for d in cached if d.document_id != document.document_id]
-            self._documents[scope] = [*kept, document]
+            self._documents[scope] = [d for d in cached if d.document_id not in ids] + [d for d, _ in saved]
         index = self._indexes.get(scope)
         if index is None:
             return
-        if index.model == document.embed_model and vectors is not None:
-            try:
-                index = index.with_document(document, vectors)
-            except ValueError:
-                del self._indexes[scope]  # vectors of another length: rebuilt from the store when next needed
-                return
-        else:
-            index = index.without_documents([document.document_id])
+        index = index.without_documents(ids)
+        fitting = [(d, v) for d, v in saved if v is not None and d.embed_model == index.model]
+        try:
+            index = index.with_documents(fitting)
+        except ValueError:
+            del self._indexes[scope]  # vectors of another length: rebuilt from the store when next needed
+            return
         self._indexes[scope] = index
         self._recount_index(scope)
 

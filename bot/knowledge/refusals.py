@@ -9,6 +9,7 @@ from __future__ import annotations
 from bot.attachments import display_name, human_size
 
 __all__ = [
+    "KNOWLEDGE_STORE_FAILED",
     "SUPPORTED_FORMATS",
     "DocumentTooLarge",
     "EmbeddingFailed",
@@ -20,6 +21,8 @@ __all__ = [
 ]
 
 SUPPORTED_FORMATS = "text, Markdown, reStructuredText, code, HTML or PDF (with a text layer)"
+# The database could not be read while answering (the log has the details).
+KNOWLEDGE_STORE_FAILED = "the knowledge database could not be read (see the bot's log)."
 
 
 class KnowledgeRefusal(Exception):
