@@ -99,6 +99,15 @@ async def ask(harness: Harness, text: str, *, channel_id: int = 500) -> tuple[st
     return sent, "\n".join(parts)
 
 
+def kb_idle(harness: Harness) -> Callable[[], Awaitable[bool]]:
+    """A check for `eventually`: the running bot's knowledge base has no indexing or pin update under way."""
+
+    async def idle() -> bool:
+        return knowledge_base(harness).idle
+
+    return idle
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
     """Poll an async condition until it holds (AssertionError after `timeout`)."""
     deadline = time.monotonic() + timeout

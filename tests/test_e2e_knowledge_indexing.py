@@ -7,7 +7,16 @@ from typing import Any
 
 from tests.conftest import Harness
 from tests.fakes.fake_ollama import EMBEDDING_MODEL
-from tests.knowledge_helpers import IN_PROGRESS, RUNBOOK, add_file, ask, eventually, knowledge, knowledge_base, start
+from tests.knowledge_helpers import (
+    IN_PROGRESS,
+    RUNBOOK,
+    add_file,
+    ask,
+    eventually,
+    kb_idle,
+    knowledge,
+    start,
+)
 
 MXBAI = replace(EMBEDDING_MODEL, name="mxbai-embed-large:latest", size=669_615_493, parameter_size="334M")
 
@@ -103,7 +112,7 @@ async def test_a_failed_reindex_says_what_to_pull_and_answers_go_on_without_know
     # Back to the default model: its vectors are still there, nothing to embed again.
     embeds = len(harness.ollama.embed_requests)
     await harness.discord.send_slash_command("reset", {"option": "embed_model"})
-    await eventually(_idle(harness))
+    await eventually(kb_idle(harness))
     sent, _ = await ask(harness, "what is the rollback code word?")
     assert "PAPAYA-42" in sent
     assert len(harness.ollama.embed_requests) == embeds + 1  # only the question
@@ -119,13 +128,6 @@ async def test_a_new_default_model_after_a_restart_is_picked_up_on_the_next_ques
     sent, reply = await ask(harness, "what is the rollback code word?")
     assert "PAPAYA-42" not in sent
     assert "being re-indexed with `mxbai-embed-large`" in reply
-    await eventually(_idle(harness))
+    await eventually(kb_idle(harness))
     sent, reply = await ask(harness, "what is the rollback code word?")
     assert "PAPAYA-42" in sent and "`runbook.md`" in reply
-
-
-def _idle(harness: Harness):  # type: ignore[no-untyped-def]
-    async def check() -> bool:
-        return knowledge_base(harness).idle
-
-    return check

@@ -78,8 +78,8 @@ async def test_excerpts_zero_turns_answers_off_without_embedding(
     kb: KnowledgeBase, fake: FakeOllama, client: OllamaClient, settings: MemorySettingsStore
 ) -> None:
     await add(kb, "runbook.md", RUNBOOK)
-    off = KnowledgeBase(kb.library.store, settings, Embedder(client), default_model="nomic-embed-text",
-                        limits=KnowledgeLimits(excerpts=0))  # fmt: skip
+    limits = KnowledgeLimits(excerpts=0)
+    off = KnowledgeBase(kb.library.store, settings, Embedder(client), default_model="nomic-embed-text", limits=limits)
     requests = len(fake.embed_requests)
     assert (await off.retrieve(PLACE, "what is the rollback code word?")).excerpts == []
     assert len(fake.embed_requests) == requests
