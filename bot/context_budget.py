@@ -20,8 +20,8 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 from bot.attachments import TextFile, cut_point, display_name, normalize_newlines, quote_text_file
-from bot.knowledge.base import Excerpt
 from bot.knowledge.prompt import KNOWLEDGE_HEADER, excerpt_entry, knowledge_block
+from bot.knowledge.results import Excerpt
 from bot.streaming import notes
 
 __all__ = [

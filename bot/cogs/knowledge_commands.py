@@ -9,7 +9,6 @@ may list and search what applies to them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,16 +19,39 @@ from discord.ext import commands
 
 from bot.attachments import display_name
 from bot.channel_settings.store import Scope
+from bot.cogs.knowledge_view import (
+    ADDED,
+    AMBIGUOUS_DOCUMENT,
+    DOWNLOAD_FAILED,
+    INDEXING,
+    NEED_HISTORY,
+    NEED_MANAGE_CHANNELS,
+    NEED_MANAGE_SERVER,
+    NO_MATCHES,
+    NOTHING_HERE,
+    PINS_FAILED,
+    PINS_REMOVED,
+    READING,
+    REMOVED,
+    REPLACED,
+    UNKNOWN_DOCUMENT,
+    WAITING,
+    document_name,
+    pins_added,
+    render_overview,
+    render_reindexing,
+    render_search,
+    scope_label,
+    scope_words,
+)
+from bot.cogs.live_status import PROGRESS_MIN_SECONDS, LiveStatus
 from bot.discord_io import NO_PINGS
 from bot.knowledge.base import (
     IndexProgress,
     KnowledgeBase,
     PinnedMessage,
-    PinSyncResult,
-    ReembedStatus,
-    ScopeOverview,
 )
-from bot.knowledge.records import DocumentKind, DocumentRecord, KnowledgePlace, KnowledgeTarget
+from bot.knowledge.records import DocumentKind, KnowledgePlace
 from bot.knowledge.refusals import KnowledgeRefusal
 
 if TYPE_CHECKING:
@@ -38,63 +60,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ScopeChoice = Literal["channel", "server"]
-MESSAGE_LIMIT = 2000
 MAX_CHOICES = 25
 CHOICE_LIMIT = 100
 SEARCH_RESULTS = 5
 # /knowledge search also shows near misses (marked), so people can see what answers would not use and why.
 SEARCH_MIN_SCORE = 0.05
-EXCERPT_PREVIEW = 300
-# At most every this many seconds of progress edits, whatever EDIT_INTERVAL says (interaction webhooks
-# are rate limited too).
-PROGRESS_MIN_SECONDS = 0.2
-
-NEED_MANAGE_CHANNELS = "You need the **Manage Channels** permission in this channel to change its knowledge."
-NEED_MANAGE_SERVER = "You need the **Manage Server** permission to change the server's knowledge."
-NEED_HISTORY = (
-    "I need the **Read Message History** permission in this channel to read its pinned messages "
-    "(Discord returns none without it)."
-)
-DOWNLOAD_FAILED = "I couldn't download {name} from Discord. Try again in a moment."
-PINS_FAILED = "Discord would not give me this channel's pinned messages (error {code}). Try again in a moment."
-READING = "📥 Reading {name}…"
-WAITING = "⏳ {name} is waiting for another document to finish indexing…"
-INDEXING = "📥 Indexing {name} into {where}: {done:,}/{total:,} chunks ({percent}%)"
-ADDED = "📚 Added {name} to {where}: {chunks:,} chunks. Questions {applies} now draw on it."
-REPLACED = "📚 Replaced {name} in {where} with the new version: {chunks:,} chunks (was {before:,})."
-PINS_ADDED = (
-    "📌 {count} pinned message{s} of {channel} {are} now in {where}{skipped}. I keep them current as messages "
-    "are pinned and unpinned."
-)
-PINS_SKIPPED = " ({count} left out: the chunk limit, KNOWLEDGE_MAX_CHUNKS, is reached)"
-NOTHING_HERE = (
-    "No knowledge applies here yet. Add a document with `/knowledge add`, or this channel's pinned messages "
-    "with `/knowledge add-pins`."
-)
-UNKNOWN_DOCUMENT = "There is no document called {name} in the knowledge used here. `/knowledge list` shows them."
-AMBIGUOUS_DOCUMENT = "Several documents here are called {name}; pick one from the list as you type."
-REMOVED = "🗑️ Removed {name} from {where}."
-PINS_REMOVED = "🗑️ {channel}'s pinned messages are no longer in {where} ({count} removed)."
-BELOW_THRESHOLD = " (below {threshold:g}: answers don't use it)"
-NO_MATCHES = (
-    "Nothing in the knowledge used here is even close to that. "
-    "Try other words, or `/knowledge list` to see what there is."
-)
-REINDEXING = "🔄 Re-indexing {where} with `{model}`: {done:,}/{total:,} chunks"
-REINDEXED = "✅ {where} is now indexed with `{model}`."
-REINDEX_FAILED = "⚠️ Re-indexing {where} with `{model}` failed: {error}"
-
-
-def _where(target: KnowledgeTarget, here: int | None = None) -> str:
-    if target.server:
-        return "the server's knowledge"
-    if here is not None and target.scope.id != here:
-        return f"<#{target.scope.id}>'s knowledge"
-    return "this channel's knowledge"
-
-
-def _plural(count: int) -> str:
-    return "" if count == 1 else "s"
 
 
 def _place(interaction: discord.Interaction[Any]) -> KnowledgePlace:
@@ -102,67 +72,6 @@ def _place(interaction: discord.Interaction[Any]) -> KnowledgePlace:
     channel = interaction.channel
     parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
     return KnowledgePlace(guild_id=interaction.guild_id, channel_id=interaction.channel_id, parent_id=parent_id)
-
-
-class LiveStatus:
-    """One message kept up to date from a background loop while work runs (the latest text wins).
-
-    The work never waits on Discord: it only sets the text. When an edit fails (e.g. the interaction
-    token expired after 15 minutes) the loop stops editing, and the final text goes to the channel.
-    """
-
-    def __init__(
-        self,
-        edit: Callable[[str], Awaitable[object]],
-        *,
-        interval: float,
-        fallback: Callable[[str], Awaitable[object]] | None = None,
-    ) -> None:
-        self._edit = edit
-        self._fallback = fallback
-        self._interval = max(interval, PROGRESS_MIN_SECONDS)
-        self._text: str | None = None
-        self._shown: str | None = None
-        self._broken = False
-        self._task: asyncio.Task[None] | None = None
-
-    def show(self, text: str) -> None:
-        """Show `text` at the next edit."""
-        self._text = text
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="knowledge-progress")
-
-    async def _loop(self) -> None:
-        while not self._broken:
-            await asyncio.sleep(self._interval)
-            await self._push()
-
-    async def _push(self) -> bool:
-        text = self._text
-        if text is None or text == self._shown or self._broken:
-            return not self._broken
-        try:
-            await self._edit(text)
-        except discord.HTTPException as exc:
-            self._broken = True
-            log.warning("could not update a progress message (HTTP %s, code %s)", exc.status, exc.code)
-            return False
-        self._shown = text
-        return True
-
-    async def finish(self, text: str) -> None:
-        """Stop the loop and show the outcome: in the message, or in the channel if the message can't be edited."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._text = text
-        if await self._push() or self._fallback is None:
-            return
-        try:
-            await self._fallback(text)
-        except discord.HTTPException as exc:
-            log.warning("could not show an outcome anywhere (HTTP %s, code %s)", exc.status, exc.code)
 
 
 @app_commands.guild_only()
@@ -234,7 +143,7 @@ class KnowledgeCommands(commands.GroupCog, group_name="knowledge", group_descrip
             await interaction.response.send_message(refusal, ephemeral=True)
             return
         target = _place(interaction).target(server=server)
-        where = _where(target)
+        where = scope_words(target)
         await interaction.response.send_message(READING.format(name=name), ephemeral=True)
         status = LiveStatus(self._edit_response(interaction), interval=self._interval, fallback=self._post(interaction))
         try:
@@ -309,7 +218,7 @@ class KnowledgeCommands(commands.GroupCog, group_name="knowledge", group_descrip
         except KnowledgeRefusal as exc:
             await interaction.followup.send(str(exc), ephemeral=True)
             return
-        await interaction.followup.send(_pins_added(result, f"<#{interaction.channel_id}>"), ephemeral=True)
+        await interaction.followup.send(pins_added(result, f"<#{interaction.channel_id}>"), ephemeral=True)
 
     def _may_read_pins(self, channel: object) -> bool:
         guild = getattr(channel, "guild", None)
@@ -362,7 +271,7 @@ class KnowledgeCommands(commands.GroupCog, group_name="knowledge", group_descrip
         await interaction.response.defer(ephemeral=True, thinking=True)
         place = _place(interaction)
         overview = await self.knowledge.overview(place)
-        text = _render_overview(overview, place, self.knowledge)
+        text = render_overview(overview, place, self.knowledge)
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
     # ---- /knowledge remove
@@ -390,9 +299,9 @@ class KnowledgeCommands(commands.GroupCog, group_name="knowledge", group_descrip
             await interaction.response.send_message(refusal, ephemeral=True)
             return
         await self.knowledge.remove_document(found)
-        where = _where(found.target, interaction.channel_id)
+        where = scope_words(found.target, interaction.channel_id)
         await interaction.response.send_message(
-            REMOVED.format(name=_document_name(found), where=where), ephemeral=True, allowed_mentions=NO_PINGS
+            REMOVED.format(name=document_name(found), where=where), ephemeral=True, allowed_mentions=NO_PINGS
         )
 
     async def _remove_pins(self, interaction: discord.Interaction[Any], place: KnowledgePlace, value: str) -> None:
@@ -406,7 +315,7 @@ class KnowledgeCommands(commands.GroupCog, group_name="knowledge", group_descrip
             await interaction.response.send_message(refusal, ephemeral=True)
             return
         count = await self.knowledge.remove_pin_source(found.target, found.channel_id)
-        where = _where(found.target, interaction.channel_id)
+        where = scope_words(found.target, interaction.channel_id)
         text = PINS_REMOVED.format(channel=f"<#{found.channel_id}>", where=where, count=count)
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
@@ -420,12 +329,12 @@ class KnowledgeCommands(commands.GroupCog, group_name="knowledge", group_descrip
         choices: list[app_commands.Choice[str]] = []
         for document in await self.knowledge.documents_here(place):
             if document.kind is DocumentKind.FILE and typed in document.name.lower():
-                label = f"{document.name} ({_scope_label(document.target, place)})"
+                label = f"{document.name} ({scope_label(document.target, place)})"
                 choices.append(app_commands.Choice(name=label[:CHOICE_LIMIT], value=f"doc:{document.document_id}"))
         for source in await self.knowledge.pin_sources_here(place):
             channel = self.bot.get_channel(source.channel_id)
             channel_name = f"#{getattr(channel, 'name', source.channel_id)}"
-            label = f"📌 pinned messages of {channel_name} ({_scope_label(source.target, place)})"
+            label = f"📌 pinned messages of {channel_name} ({scope_label(source.target, place)})"
             if typed in label.lower():
                 value = _pins_value(source.target.scope, source.channel_id)
                 choices.append(app_commands.Choice(name=label[:CHOICE_LIMIT], value=value))
@@ -450,21 +359,8 @@ class KnowledgeCommands(commands.GroupCog, group_name="knowledge", group_descrip
             text = NO_MATCHES if documents else NOTHING_HERE
             await interaction.followup.send(text, ephemeral=True)
             return
-        lines = ["🔎 **Best matches**"]
-        for number, excerpt in enumerate(excerpts, start=1):
-            document = excerpt.document
-            source = _document_name(document)
-            if excerpt.section and document.kind is DocumentKind.FILE:
-                source += f" › {' '.join(excerpt.section.split())}"
-            if document.link:
-                source += f" ([jump](<{document.link}>))"
-            preview = " ".join(excerpt.text.split())
-            if len(preview) > EXCERPT_PREVIEW:
-                preview = preview[: EXCERPT_PREVIEW - 1] + "…"
-            threshold = self.knowledge.limits.min_similarity
-            miss = BELOW_THRESHOLD.format(threshold=threshold) if excerpt.score < threshold else ""
-            lines.append(f"**[{number}]** {source} · {excerpt.score:.2f}{miss}\n> {preview}")
-        await interaction.followup.send(_fit("\n".join(lines)), ephemeral=True, allowed_mentions=NO_PINGS)
+        text = render_search(excerpts, self.knowledge.limits.min_similarity)
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
     # ---- the embedding model changed (/set or /reset embed_model)
 
@@ -479,7 +375,7 @@ class KnowledgeCommands(commands.GroupCog, group_name="knowledge", group_descrip
         if not statuses:
             return
         message = await interaction.followup.send(
-            _render_reindexing(statuses, interaction.channel_id), ephemeral=True, wait=True
+            render_reindexing(statuses, interaction.channel_id), ephemeral=True, wait=True
         )
 
         async def edit(text: str) -> None:
@@ -487,9 +383,9 @@ class KnowledgeCommands(commands.GroupCog, group_name="knowledge", group_descrip
 
         status = LiveStatus(edit, interval=self._interval)
         while not all(s.finished for s in statuses):
-            status.show(_render_reindexing(statuses, interaction.channel_id))
+            status.show(render_reindexing(statuses, interaction.channel_id))
             await asyncio.sleep(PROGRESS_MIN_SECONDS)
-        await status.finish(_render_reindexing(statuses, interaction.channel_id))
+        await status.finish(render_reindexing(statuses, interaction.channel_id))
 
 
 # ---- reading pins
@@ -511,84 +407,5 @@ async def _read_pins(channel: discord.abc.Messageable) -> list[PinnedMessage]:
     return pins
 
 
-# ---- rendering
-
-
-def _document_name(document: DocumentRecord) -> str:
-    if document.kind is DocumentKind.PIN:
-        return f"a pinned message by {display_name(document.name)}"
-    return display_name(document.name)
-
-
 def _pins_value(scope: Scope, channel_id: int) -> str:
     return f"pins:{scope.kind.value}:{scope.id}:{channel_id}"
-
-
-def _scope_label(target: KnowledgeTarget, place: KnowledgePlace) -> str:
-    if target.server:
-        return "server"
-    return "this channel" if target.scope.id == place.channel_id else "parent channel"
-
-
-def _pins_added(result: PinSyncResult, channel: str) -> str:
-    count = result.total
-    skipped = PINS_SKIPPED.format(count=result.skipped) if result.skipped else ""
-    are = "is" if count == 1 else "are"
-    where = _where(result.target)
-    return PINS_ADDED.format(count=count, s=_plural(count), channel=channel, are=are, where=where, skipped=skipped)
-
-
-def _render_overview(overview: list[ScopeOverview], place: KnowledgePlace, knowledge: KnowledgeBase) -> str:
-    if not any(o.documents or o.pin_sources for o in overview):
-        return NOTHING_HERE
-    limits = knowledge.limits
-    lines = ["**Knowledge used here** (a question here draws on all of it)"]
-    for scope in overview:
-        target = scope.target
-        if target.server:
-            title = "**Server**"
-        elif target.scope.id == place.channel_id:
-            title = "**This channel**"
-        else:
-            title = f"**Parent channel** <#{target.scope.id}>"
-        files = scope.files
-        lines.append(
-            f"{title} · `{scope.model}` · {len(files)}/{limits.max_files} files · "
-            f"{scope.chunks:,}/{limits.max_chunks:,} chunks"
-        )
-        for document in files:
-            lines.append(f"• {display_name(document.name)} · {document.chunk_count:,} chunks")
-        for source in scope.pin_sources:
-            count = sum(
-                1 for d in scope.documents if d.kind is DocumentKind.PIN and d.pin_channel_id == source.channel_id
-            )
-            lines.append(f"• 📌 pinned messages of <#{source.channel_id}> · {count} message{_plural(count)}")
-        if not files and not scope.pin_sources:
-            lines.append("• (nothing)")
-        status = scope.reembedding
-        if status is not None and not status.finished:
-            where = _where(target, place.channel_id)
-            lines.append(REINDEXING.format(where=where, model=status.model, done=status.done, total=status.total))
-        elif status is not None and status.error:
-            where = _where(target, place.channel_id)
-            lines.append(REINDEX_FAILED.format(where=where, model=status.model, error=status.error))
-    return _fit("\n".join(lines))
-
-
-def _render_reindexing(statuses: list[ReembedStatus], here: int | None) -> str:
-    lines = []
-    for status in statuses:
-        where = _where(status.target, here)
-        if status.error:
-            lines.append(REINDEX_FAILED.format(where=where, model=status.model, error=status.error))
-        elif status.finished:
-            lines.append(REINDEXED.format(where=where[0].upper() + where[1:], model=status.model))
-        else:
-            lines.append(REINDEXING.format(where=where, model=status.model, done=status.done, total=status.total))
-    return _fit("\n".join(lines))
-
-
-def _fit(text: str) -> str:
-    if len(text) <= MESSAGE_LIMIT:
-        return text
-    return text[: MESSAGE_LIMIT - 2].rsplit("\n", 1)[0] + "\n…"

@@ -16,15 +16,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import numpy as np
 
-from bot.channel_settings.store import Scope, SettingsStore, StoreError
+from bot.channel_settings.store import SettingsStore, StoreError
 from bot.knowledge.chunking import Chunk, chunk_document, chunk_text, embedding_input
 from bot.knowledge.documents import DocumentFormat, extract_document
 from bot.knowledge.embedder import Embedder
@@ -37,6 +35,7 @@ from bot.knowledge.records import (
     KnowledgePlace,
     KnowledgeTarget,
     PinSource,
+    pin_title,
 )
 from bot.knowledge.refusals import (
     KNOWLEDGE_STORE_FAILED,
@@ -44,6 +43,17 @@ from bot.knowledge.refusals import (
     KnowledgeRefusal,
     ScopeFull,
     UnreadableDocument,
+)
+from bot.knowledge.reindex import Reindexer
+from bot.knowledge.results import (
+    Excerpt,
+    IndexProgress,
+    KnowledgeLimits,
+    PinnedMessage,
+    PinSyncResult,
+    ReembedStatus,
+    Retrieval,
+    ScopeOverview,
 )
 from bot.knowledge.store import KnowledgeStore
 from bot.streaming import notes
@@ -64,108 +74,6 @@ log = logging.getLogger(__name__)
 
 # The question is what gets embedded; a pasted log beyond this says nothing more about what is asked.
 MAX_QUERY_CHARS = 2000
-# A failed re-embedding (model missing, Ollama down) is tried again at most this often.
-REEMBED_RETRY_SECONDS = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class KnowledgeLimits:
-    """What a scope may hold and what a question gets (all from the configuration)."""
-
-    max_file_bytes: int = 10 * 1024 * 1024
-    max_files: int = 100
-    max_chunks: int = 20_000
-    min_similarity: float = 0.5
-    excerpts: int = 4
-
-
-@dataclass(frozen=True, slots=True)
-class Excerpt:
-    """A chunk chosen for a question: its text, where it comes from, and how similar it was."""
-
-    document: DocumentRecord
-    section: str | None
-    text: str
-    score: float
-
-
-@dataclass(slots=True)
-class Retrieval:
-    """The excerpts for a question, and plain notes when knowledge could not be used."""
-
-    excerpts: list[Excerpt] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class IndexProgress:
-    """How far indexing a document has come: `done` of `total` chunks embedded; `waiting` for another job."""
-
-    done: int
-    total: int
-    waiting: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class PinnedMessage:
-    """A pinned message as the knowledge base needs it."""
-
-    message_id: int
-    channel_id: int
-    author_name: str
-    content: str
-    link: str
-
-
-@dataclass(frozen=True, slots=True)
-class PinSyncResult:
-    """What a pins update changed in one scope."""
-
-    target: KnowledgeTarget
-    added: int = 0
-    updated: int = 0
-    removed: int = 0
-    kept: int = 0
-    skipped: int = 0  # over the scope's chunk limit
-
-    @property
-    def total(self) -> int:
-        """Pinned messages now in the scope's knowledge from this channel."""
-        return self.added + self.updated + self.kept
-
-
-@dataclass(slots=True)
-class ReembedStatus:
-    """Progress of embedding a scope's documents again with a new model."""
-
-    target: KnowledgeTarget
-    model: str
-    total: int
-    done: int = 0
-    error: str | None = None
-    finished: bool = False
-    failed_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ScopeOverview:
-    """One scope's knowledge, as /knowledge list shows it."""
-
-    target: KnowledgeTarget
-    model: str
-    documents: list[DocumentRecord]
-    pin_sources: list[PinSource]
-    reembedding: ReembedStatus | None
-
-    @property
-    def chunks(self) -> int:
-        """Chunks held by the scope."""
-        return sum(d.chunk_count for d in self.documents)
-
-    @property
-    def files(self) -> list[DocumentRecord]:
-        """The scope's file documents."""
-        return [d for d in self.documents if d.kind is DocumentKind.FILE]
 
 
 def content_hash(text: str) -> str:
@@ -198,20 +106,17 @@ class KnowledgeBase:
         self._jobs = asyncio.Semaphore(1)
         self._pin_locks: dict[int, asyncio.Lock] = {}
         self._tracked_channels: set[int] | None = None
-        self._reembeds: dict[Scope, ReembedStatus] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._reindexer = Reindexer(self.library, embedder, self._jobs)
         self._busy = 0
 
     @property
     def idle(self) -> bool:
         """No indexing, pin update or re-embedding is running."""
-        return self._busy == 0 and not self._tasks
+        return self._busy == 0 and not self._reindexer.busy
 
     async def close(self) -> None:
         """Cancel background re-embedding (it resumes on next use)."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._reindexer.close()
 
     # ---- files
 
@@ -389,7 +294,7 @@ class KnowledgeBase:
                         room -= len(chunks)
                     else:
                         skipped += 1
-                inputs = [embedding_input(_pin_name(p), c) for p, chunks in fitting for c in chunks]
+                inputs = [embedding_input(pin_title(p.author_name), c) for p, chunks in fitting for c in chunks]
                 vectors = await self._embedder.embed(model, inputs) if inputs else np.zeros((0, 0), np.float32)
                 async with self.library.lock(scope):
                     added = updated = 0
@@ -478,7 +383,7 @@ class KnowledgeBase:
         retrieval = Retrieval()
         for target, index in indexes:
             if index.other_models:
-                status = self._schedule_reembed(target, models[target.scope])
+                status = self._reindexer.schedule(target, models[target.scope])
                 if not index.size and status is not None:
                     retrieval.notes.append(_reembed_note(status))
         live = [(t, index) for t, index in indexes if index.size]
@@ -514,107 +419,21 @@ class KnowledgeBase:
             model = models[target.scope]
             status = None
             if any(d.embed_model != model for d in documents[target.scope]):
-                status = self._schedule_reembed(target, model)
+                status = self._reindexer.schedule(target, model)
             found.append(
                 ScopeOverview(
                     target=target,
                     model=model,
                     documents=documents[target.scope],
                     pin_sources=[s for s in sources if s.target.scope == target.scope],
-                    reembedding=status or self._finished_reembed(target.scope, model),
+                    reembedding=status or self._reindexer.finished(target.scope, model),
                 )
             )
         return found
 
-    def _finished_reembed(self, scope: Scope, model: str) -> ReembedStatus | None:
-        status = self._reembeds.get(scope)
-        return status if status is not None and status.model == model and status.finished else None
-
     async def refresh_models(self, guild_id: int) -> list[ReembedStatus]:
         """Start embedding again, in the background, every scope of the server whose model changed."""
-        documents = await self._store.knowledge_documents(guild_id=guild_id)
-        targets = list({d.target.scope: d.target for d in documents}.values())
-        if not targets:
-            return []
-        models = await self.library.models(targets)
-        started = []
-        for target in targets:
-            model = models[target.scope]
-            if any(d.embed_model != model for d in documents if d.target.scope == target.scope):
-                status = self._schedule_reembed(target, model, retry_now=True)
-                if status is not None:
-                    started.append(status)
-        return started
-
-    def _schedule_reembed(
-        self, target: KnowledgeTarget, model: str, *, retry_now: bool = False
-    ) -> ReembedStatus | None:
-        """The re-embedding of `target` to `model`, started unless it runs already (or failed a moment ago)."""
-        scope = target.scope
-        status = self._reembeds.get(scope)
-        if status is not None and status.model == model:
-            if not status.finished:
-                return status
-            recent = status.failed_at is not None and time.monotonic() - status.failed_at < REEMBED_RETRY_SECONDS
-            if status.error is not None and recent and not retry_now:
-                return status
-        status = ReembedStatus(target=target, model=model, total=0)
-        self._reembeds[scope] = status
-        task = asyncio.create_task(self._reembed(status), name=f"reembed-{scope.kind}-{scope.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return status
-
-    async def _reembed(self, status: ReembedStatus) -> None:
-        target, model = status.target, status.model
-        scope = target.scope
-        try:
-            documents = (await self.library.documents([scope]))[scope]
-            stale = [d for d in documents if d.embed_model != model]
-            status.total = sum(d.chunk_count for d in stale)
-            log.info("embedding %d chunk(s) of scope=%s:%s again with %s", status.total, scope.kind, scope.id, model)
-            async with self._jobs:
-                for document in stale:
-                    await self._reembed_document(document, status)
-            status.finished = True
-            log.info("scope=%s:%s now embedded with %s", scope.kind, scope.id, model)
-        except asyncio.CancelledError:
-            status.error = "interrupted"
-            status.finished = True
-            status.failed_at = time.monotonic() - REEMBED_RETRY_SECONDS  # may start again at once
-            raise
-        except KnowledgeRefusal as refusal:
-            status.error = str(refusal)
-            status.finished = True
-            status.failed_at = time.monotonic()
-            log.warning("could not embed scope=%s:%s again with %s: %s", scope.kind, scope.id, model, refusal)
-        except Exception:
-            status.error = "unexpected error (see the bot's log)"
-            status.finished = True
-            status.failed_at = time.monotonic()
-            log.exception("embedding scope=%s:%s again with %s failed", scope.kind, scope.id, model)
-
-    async def _reembed_document(self, document: DocumentRecord, status: ReembedStatus) -> None:
-        keys = [(document.document_id, position) for position in range(document.chunk_count)]
-        chunks = await self._store.knowledge_chunks(keys)
-        title = _pin_name_of(document) if document.kind is DocumentKind.PIN else document.name
-        inputs = [embedding_input(title, Chunk(c.section, c.text)) for c in chunks]
-        base = status.done
-        vectors = await self._embedder.embed(status.model, inputs, progress=lambda n: setattr(status, "done", base + n))
-        scope = document.target.scope
-        async with self.library.lock(scope):
-            current = (await self.library.documents([scope]))[scope]
-            if document not in current:
-                status.done = base + len(chunks)
-                return  # removed, replaced or updated meanwhile: what is there now was embedded afresh
-            updated = replace(
-                document, embed_model=status.model, dimensions=int(vectors.shape[1]) if len(chunks) else 0
-            )
-            records = [replace(c, vector=vector_bytes(vectors[i])) for i, c in enumerate(chunks)]
-            updated = replace(updated, chunk_count=len(records))
-            await self._store.save_knowledge_document(updated, records)
-            self.library.saved(updated, vectors)
-        status.done = base + len(chunks)
+        return await self._reindexer.refresh(guild_id)
 
 
 def _chunk_records(document: DocumentRecord, chunks: Sequence[Chunk], vectors: Matrix) -> list[ChunkRecord]:
@@ -626,14 +445,6 @@ def _chunk_records(document: DocumentRecord, chunks: Sequence[Chunk], vectors: M
 
 def _pin_hash(pin: PinnedMessage) -> str:
     return content_hash(f"{pin.author_name}\n{pin.content}")
-
-
-def _pin_name(pin: PinnedMessage) -> str:
-    return f"pinned message by {pin.author_name}"
-
-
-def _pin_name_of(document: DocumentRecord) -> str:
-    return f"pinned message by {document.name}"
 
 
 def _reembed_note(status: ReembedStatus) -> str:

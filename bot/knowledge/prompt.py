@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.knowledge.base import Excerpt
 from bot.knowledge.chunking import SECTION_SEPARATOR
-from bot.knowledge.records import DocumentKind
+from bot.knowledge.records import DocumentKind, pin_title
+from bot.knowledge.results import Excerpt
 from bot.streaming import notes
 
 __all__ = ["KNOWLEDGE_HEADER", "excerpt_entry", "knowledge_block", "sources_note"]
@@ -21,7 +21,7 @@ KNOWLEDGE_HEADER = (
 def _title(excerpt: Excerpt) -> str:
     document = excerpt.document
     if document.kind is DocumentKind.PIN:
-        return f"pinned message by {document.name}"
+        return pin_title(document.name)
     return f"{document.name}{SECTION_SEPARATOR}{excerpt.section}" if excerpt.section else document.name
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "KnowledgePlace",
     "KnowledgeTarget",
     "PinSource",
+    "pin_title",
 ]
 
 
@@ -117,3 +118,8 @@ class PinSource:
     channel_id: int
     added_at: datetime
     added_by: int | None = None
+
+
+def pin_title(author_name: str) -> str:
+    """How a pinned message is named to the model (in its excerpt) and in its embedding."""
+    return f"pinned message by {author_name}"
