@@ -111,7 +111,8 @@ async def test_a_failed_reindex_says_what_to_pull_and_answers_go_on_without_know
 
     # Back to the default model: its vectors are still there, nothing to embed again.
     embeds = len(harness.ollama.embed_requests)
-    await harness.discord.send_slash_command("reset", {"option": "embed_model"})
+    token = await harness.discord.send_slash_command("reset", {"option": "embed_model"})
+    await harness.discord.wait_for(lambda: bool((harness.discord.original_message(token) or {}).get("content")))
     await eventually(kb_idle(harness))
     sent, _ = await ask(harness, "what is the rollback code word?")
     assert "PAPAYA-42" in sent

@@ -84,7 +84,12 @@ class KnowledgeCommands(commands.GroupCog, group_name="knowledge", group_descrip
         self.knowledge = knowledge
         self._tasks: set[asyncio.Task[Any]] = set()
         self._resynced = False
+        # One read-and-update of a channel's pins at a time, so an older read never lands after a newer one.
+        self._pin_reads: dict[int, asyncio.Lock] = {}
         super().__init__()
+
+    def _pins_lock(self, channel_id: int) -> asyncio.Lock:
+        return self._pin_reads.setdefault(channel_id, asyncio.Lock())
 
     async def cog_unload(self) -> None:
         """Stop pin updates and background re-indexing (both resume after a restart)."""
@@ -208,10 +213,11 @@ class KnowledgeCommands(commands.GroupCog, group_name="knowledge", group_descrip
         await interaction.response.defer(ephemeral=True, thinking=True)
         target = _place(interaction).target(server=server)
         try:
-            pins = await _read_pins(channel)
-            result = await self.knowledge.add_pin_source(
-                target, interaction.channel_id, pins, added_by=interaction.user.id
-            )
+            async with self._pins_lock(interaction.channel_id):
+                pins = await _read_pins(channel)
+                result = await self.knowledge.add_pin_source(
+                    target, interaction.channel_id, pins, added_by=interaction.user.id
+                )
         except discord.HTTPException as exc:
             await interaction.followup.send(PINS_FAILED.format(code=exc.code or exc.status), ephemeral=True)
             return
@@ -256,8 +262,9 @@ class KnowledgeCommands(commands.GroupCog, group_name="knowledge", group_descrip
             return
         channel_id = getattr(channel, "id", 0)
         try:
-            pins = await _read_pins(channel)
-            await self.knowledge.sync_pins(channel_id, pins)
+            async with self._pins_lock(channel_id):
+                pins = await _read_pins(channel)
+                await self.knowledge.sync_pins(channel_id, pins)
         except discord.HTTPException as exc:
             log.warning("could not read the pins of channel %s (HTTP %s, code %s)", channel_id, exc.status, exc.code)
         except KnowledgeRefusal as exc:
