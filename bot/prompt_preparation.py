@@ -33,7 +33,8 @@ class PreparedPrompt:
     """Messages for /api/chat and what the user should be told about them."""
 
     messages: list[dict[str, object]]
-    # Plain note texts (no prefix): files that could not be read, what was left out for the context.
+    # Plain note texts (no prefix): files that could not be read, what was left out for the context, and
+    # the sources line of the team-knowledge excerpts (or why knowledge could not be used).
     notes: list[str] = field(default_factory=list)
     # The history limit (message count or HISTORY_MAX_CHARS) left older messages out.
     history_limited: bool = False

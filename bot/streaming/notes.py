@@ -148,7 +148,11 @@ def knowledge_source(name: str, section: str | None, *, link: str | None = None,
         # <…> around the link keeps Discord from adding a preview of the message under the answer.
         return f"[{label.replace('[', '(').replace(']', ')')}](<{link}>)" if link else label
     shown = display_name(name)
-    return f"{shown} › {' '.join(section.split())[:80]}" if section else shown
+    # A heading's own backticks would break the inline code of the next label.
+    if not section:
+        return shown
+    heading = " ".join(section.replace("`", "'").split())[:80]
+    return f"{shown} › {heading}"
 
 
 def knowledge_sources(labels: list[str]) -> str:
