@@ -31,6 +31,10 @@ from bot.channel_settings.store import DATABASE_FILENAME, SettingsStore, SqliteS
 from bot.clock import MonotonicClock
 from bot.config import SHUTDOWN_FINAL_EDITS_SECONDS, ConfigError, Settings
 from bot.health import HealthServer
+from bot.knowledge.base import KnowledgeBase, KnowledgeLimits
+from bot.knowledge.embedder import Embedder
+from bot.knowledge.sqlite_store import SqliteKnowledgeStore
+from bot.knowledge.store import KnowledgeStore, MemoryKnowledgeStore
 from bot.logs import setup_logging
 from bot.metrics import Metrics
 from bot.ollama.catalog import ModelCatalog, find_model
@@ -85,12 +89,26 @@ def build_services(settings: Settings, session: aiohttp.ClientSession, store: Se
         max_image_bytes=int(settings.max_image_mb * 1024 * 1024),
         max_text_bytes=settings.max_text_file_kb * 1024,
     )
+    knowledge = KnowledgeBase(
+        knowledge_store_for(store),
+        store,
+        Embedder(ollama),
+        default_model=settings.embed_model,
+        limits=KnowledgeLimits(
+            max_file_bytes=int(settings.knowledge_max_file_mb * 1024 * 1024),
+            max_files=settings.knowledge_max_files,
+            max_chunks=settings.knowledge_max_chunks,
+            min_similarity=settings.knowledge_min_similarity,
+            excerpts=settings.knowledge_excerpts,
+        ),
+    )
     prompts = PromptPreparer(
         catalog,
         limits=attachment_limits,
         image_memory_bytes=int(settings.image_memory_mb * 1024 * 1024),
         history_max_messages=settings.history_max_messages,
         history_max_chars=settings.history_max_chars,
+        knowledge=knowledge,
     )
     answering = AnswerService(
         settings=settings,
@@ -112,6 +130,7 @@ def build_services(settings: Settings, session: aiohttp.ClientSession, store: Se
         metrics=metrics,
         answers=answers,
         answering=answering,
+        knowledge=knowledge,
     )
 
 
@@ -120,6 +139,13 @@ def answer_store_for(store: SettingsStore) -> AnswerStore:
     if isinstance(store, SqliteSettingsStore):
         return SqliteAnswerStore(store)
     return MemoryAnswerStore()
+
+
+def knowledge_store_for(store: SettingsStore) -> KnowledgeStore:
+    """Team knowledge lives in the settings database too: the same file, connection and worker thread."""
+    if isinstance(store, SqliteSettingsStore):
+        return SqliteKnowledgeStore(store)
+    return MemoryKnowledgeStore()
 
 
 class GatewayState(Protocol):

@@ -74,6 +74,7 @@ class OllacordBot(commands.Bot):
         from bot.cogs.admin_commands import AdminCommands
         from bot.cogs.answer_records import AnswerRecords
         from bot.cogs.chat import ChatCog
+        from bot.cogs.knowledge_commands import KnowledgeCommands
         from bot.cogs.reply_buttons import RegenerateButton, StopButton
         from bot.cogs.settings_commands import SettingsCommands
 
@@ -90,6 +91,8 @@ class OllacordBot(commands.Bot):
         await self.add_cog(SettingsCommands(self, self.services))
         await self.add_cog(AdminCommands(self, self.services))
         await self.add_cog(AnswerRecords(self, self.services))
+        if self.services.knowledge is not None:
+            await self.add_cog(KnowledgeCommands(self, self.services, self.services.knowledge))
         if self.sync_commands:
             synced = await self.tree.sync()
             log.info("synced %d slash commands", len(synced))

@@ -12,6 +12,8 @@ from bot.ollama.host import normalize_ollama_host
 
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 DEFAULT_MODEL = "llama3.2"
+# The embedding model team knowledge uses where no channel or server sets `embed_model`.
+DEFAULT_EMBED_MODEL = "nomic-embed-text"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # After the grace period, cut-short replies get this long for their final edits and the bot for its
 # disconnect, whatever Discord is doing; the process then exits.
@@ -63,6 +65,12 @@ class Settings:
     warm_up: bool = False
     warm_up_keep_alive: str = "1h"
     shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE
+    embed_model: str = DEFAULT_EMBED_MODEL
+    knowledge_max_file_mb: float = 10.0
+    knowledge_max_files: int = 100
+    knowledge_max_chunks: int = 20_000
+    knowledge_min_similarity: float = 0.5
+    knowledge_excerpts: int = 4
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -103,6 +111,10 @@ class Settings:
         model = get("OLLAMA_MODEL") or DEFAULT_MODEL
         if any(ch.isspace() for ch in model):
             problems.append(f"OLLAMA_MODEL={model!r}: a model name has no spaces (e.g. llama3.2 or qwen3:8b)")
+
+        embed_model = get("OLLAMA_EMBED_MODEL") or DEFAULT_EMBED_MODEL
+        if any(ch.isspace() for ch in embed_model):
+            problems.append(f"OLLAMA_EMBED_MODEL={embed_model!r}: a model name has no spaces (e.g. nomic-embed-text)")
 
         level = (get("LOG_LEVEL") or "INFO").upper()
         if level not in LOG_LEVELS:
@@ -146,6 +158,16 @@ class Settings:
             shutdown_grace_seconds=parsed(
                 "SHUTDOWN_GRACE_SECONDS", DEFAULT_SHUTDOWN_GRACE, _bounded(float, 0.0, 600.0), "a number of seconds"
             ),
+            embed_model=embed_model,
+            knowledge_max_file_mb=parsed(
+                "KNOWLEDGE_MAX_FILE_MB", 10.0, _bounded(float, 0.001, 1024.0), "a number of megabytes"
+            ),
+            knowledge_max_files=parsed("KNOWLEDGE_MAX_FILES", 100, _bounded(int, 1, 100_000), "a whole number"),
+            knowledge_max_chunks=parsed("KNOWLEDGE_MAX_CHUNKS", 20_000, _bounded(int, 1, 10_000_000), "a whole number"),
+            knowledge_min_similarity=parsed(
+                "KNOWLEDGE_MIN_SIMILARITY", 0.5, _bounded(float, -1.0, 1.0), "a number from -1 to 1"
+            ),
+            knowledge_excerpts=parsed("KNOWLEDGE_EXCERPTS", 4, _bounded(int, 0, 50), "a whole number (0 = off)"),
         )
         if problems:
             raise ConfigError(problems)

@@ -20,6 +20,8 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 from bot.attachments import TextFile, cut_point, display_name, normalize_newlines, quote_text_file
+from bot.knowledge.prompt import KNOWLEDGE_HEADER, excerpt_entry, knowledge_block
+from bot.knowledge.results import Excerpt
 from bot.streaming import notes
 
 __all__ = [
@@ -47,6 +49,9 @@ ANSWER_RESERVE = 1024
 SAFETY = 1.1
 # Smallest piece of a file worth sending; below this it is left out rather than cut to a stub.
 MIN_FILE_TOKENS = 64
+# Team knowledge excerpts get at most this share of the room left after the question and its files, so a
+# question with knowledge still keeps recent history.
+KNOWLEDGE_SHARE = 0.5
 _CALIBRATION_RANGE = (0.25, 4.0)
 # A prompt this close to the window may itself have been cut by Ollama: its count is a lower bound.
 _NEAR_FULL = 0.9
@@ -169,6 +174,8 @@ class FittedPrompt:
     # The uncalibrated estimate of what is sent (images excluded), to compare with prompt_eval_count.
     estimated_tokens: float = 0.0
     has_images: bool = False
+    # The team-knowledge excerpts that fit, in the order (and numbering) the model sees them.
+    excerpts: list[Excerpt] = field(default_factory=list)
 
 
 def fit_to_context(
@@ -177,11 +184,13 @@ def fit_to_context(
     budget: ContextBudget,
     *,
     max_file_chars: int,
+    excerpts: Sequence[Excerpt] = (),
 ) -> FittedPrompt:
     """Fit `messages` (optional system, history, the question last) plus `files` into `budget`.
 
-    The files are quoted into the last message. Priority: system prompt, the question, its images,
-    the files in order (cut to fit, or left out), then history from the newest turn back.
+    The files, then the team-knowledge excerpts, are quoted into the last message. Priority: system
+    prompt, the question, its images, the files in order (cut to fit, or left out), the excerpts in
+    order (whole, within KNOWLEDGE_SHARE of the room left), then history from the newest turn back.
     """
     items = [dict(m) for m in messages]
     system = items.pop(0) if items and items[0].get("role") == "system" else None
@@ -224,6 +233,18 @@ def fit_to_context(
             fitted.notes.append(notes.context_file_cut(display_name(file.filename), kept, window))
         else:
             fitted.notes.append(notes.context_file_left_out(display_name(file.filename), window))
+
+    if excerpts:
+        room = (budget.limit - used) * KNOWLEDGE_SHARE
+        spent = estimate_tokens("\n\n" + KNOWLEDGE_HEADER) * budget.factor
+        for excerpt in excerpts:
+            cost = estimate_tokens("\n\n" + excerpt_entry(len(fitted.excerpts) + 1, excerpt)) * budget.factor
+            if spent + cost <= room:
+                fitted.excerpts.append(excerpt)
+                spent += cost
+        if fitted.excerpts:
+            blocks.append(knowledge_block(fitted.excerpts))
+            used += spent
 
     kept_history: list[dict[str, object]] = []
     for turn in reversed(history):

@@ -16,6 +16,9 @@ from bot.attachments import AttachmentLimits, AttachmentPlan, AttachmentRecord, 
 from bot.channel_settings.resolve import EffectiveSettings
 from bot.context_budget import ContextBudget, TokenCalibration, answer_reserve, context_window, fit_to_context
 from bot.conversation import ChatRecord, build_conversation
+from bot.knowledge.base import KnowledgeBase, Retrieval
+from bot.knowledge.prompt import sources_note
+from bot.knowledge.records import KnowledgePlace
 from bot.ollama.catalog import OLD_DEFAULT_NUM_CTX, ModelCatalog, ModelProfile
 from bot.ollama.errors import OllamaError
 from bot.ollama.think_gate import Think, think_for_model
@@ -30,7 +33,8 @@ class PreparedPrompt:
     """Messages for /api/chat and what the user should be told about them."""
 
     messages: list[dict[str, object]]
-    # Plain note texts (no prefix): files that could not be read, what was left out for the context.
+    # Plain note texts (no prefix): files that could not be read, what was left out for the context, and
+    # the sources line of the team-knowledge excerpts (or why knowledge could not be used).
     notes: list[str] = field(default_factory=list)
     # The history limit (message count or HISTORY_MAX_CHARS) left older messages out.
     history_limited: bool = False
@@ -54,8 +58,10 @@ class PromptPreparer:
         image_memory_bytes: int,
         history_max_messages: int,
         history_max_chars: int,
+        knowledge: KnowledgeBase | None = None,
     ) -> None:
         self._catalog = catalog
+        self._knowledge = knowledge
         self._limits = limits
         self._history_max_messages = history_max_messages
         self._history_max_chars = history_max_chars
@@ -72,9 +78,12 @@ class PromptPreparer:
         attachments: AttachmentPlan | None,
         download: Callable[[AttachmentRecord], Awaitable[bytes | None]],
         conversation: Hashable,
+        place: KnowledgePlace | None = None,
     ) -> PreparedPrompt:
         """Download the planned attachments, build the conversation and fit it to the model's context.
 
+        With a `place` (where the question was asked, in a server), the team knowledge that applies there
+        is searched for the question and the best excerpts go into the prompt, with a sources line.
         The caller must :meth:`release` the result once the request is done.
         """
         chain = list(records)
@@ -98,13 +107,17 @@ class PromptPreparer:
             )
             profile = await self._profile(effective.model)
             budget = await self._budget(effective, profile, conversation)
-            fitted = fit_to_context(built.messages, files, budget, max_file_chars=self._limits.max_text_chars)
+            retrieval = await self._retrieve(place, chain)
+            fitted = fit_to_context(
+                built.messages, files, budget, max_file_chars=self._limits.max_text_chars, excerpts=retrieval.excerpts
+            )
         except BaseException:
             self.image_memory.release(held)
             raise
+        sources = sources_note(fitted.excerpts)
         return PreparedPrompt(
             messages=fitted.messages,
-            notes=[*fitted.notes, *download_notes],
+            notes=[*fitted.notes, *download_notes, *retrieval.notes, *([sources] if sources else [])],
             # One note is enough: when the context already left turns out, it says so more precisely.
             history_limited=built.trimmed and not fitted.dropped_turns,
             window=budget.window,
@@ -113,6 +126,12 @@ class PromptPreparer:
             held_bytes=held,
             think=think_for_model(effective.think, profile.capabilities if profile is not None else None),
         )
+
+    async def _retrieve(self, place: KnowledgePlace | None, chain: Sequence[ChatRecord]) -> Retrieval:
+        """Excerpts of the knowledge that applies where the question was asked (none in DMs or without knowledge)."""
+        if self._knowledge is None or place is None or not chain:
+            return Retrieval()
+        return await self._knowledge.retrieve(place, chain[-1].content)
 
     def release(self, prepared: PreparedPrompt) -> None:
         """Give back the image memory the prompt held."""

@@ -12,6 +12,7 @@ from bot.answers.service import AnswerService
 from bot.channel_settings.store import SettingsStore
 from bot.clock import Clock
 from bot.config import Settings
+from bot.knowledge.base import KnowledgeBase
 from bot.metrics import Metrics
 from bot.ollama.catalog import ModelCatalog
 from bot.ollama.client import OllamaClient
@@ -33,3 +34,4 @@ class Services:
     metrics: Metrics
     answers: AnswerBook
     answering: AnswerService
+    knowledge: KnowledgeBase | None = None

@@ -13,6 +13,7 @@ CORE = [
     *sorted((BOT / "streaming").glob("*.py")),
     *sorted((BOT / "channel_settings").glob("*.py")),
     *sorted((BOT / "answers").glob("*.py")),
+    *sorted((BOT / "knowledge").glob("*.py")),
     BOT / "conversation.py",
     BOT / "context_budget.py",
     BOT / "prompt_preparation.py",

@@ -374,7 +374,7 @@ def test_describe_unknown_key() -> None:
 
 
 def test_key_lists() -> None:
-    assert len(set(SETTING_KEYS)) == len(SETTING_KEYS) == 15
+    assert len(set(SETTING_KEYS)) == len(SETTING_KEYS) == 16
     assert set(OPTION_KEYS) <= set(SETTING_KEYS)
     for key in SETTING_KEYS:
         describe_key(key)

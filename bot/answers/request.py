@@ -9,6 +9,7 @@ from bot.answers.records import AskPrompt
 from bot.attachments import AttachmentPlan, AttachmentRecord
 from bot.channel_settings.resolve import EffectiveSettings
 from bot.conversation import ChatRecord
+from bot.knowledge.records import KnowledgePlace
 
 # Fetches a planned attachment's bytes from wherever the adapter found it (None: it could not be had).
 Download = Callable[[AttachmentRecord], Awaitable[bytes | None]]
@@ -32,3 +33,5 @@ class AnswerRequest:
     # The prompt's attachments to use, downloaded only once the request has its turn on Ollama.
     attachments: AttachmentPlan | None = None
     download: Download | None = None
+    # Where it was asked, for team knowledge (server, channel, a thread's parent); None outside servers.
+    place: KnowledgePlace | None = None

@@ -254,6 +254,7 @@ class AnswerService:
                 attachments=request.attachments,
                 download=request.download or _nothing_to_download,
                 conversation=request.channel_id,
+                place=request.place,
             )
             try:
                 late_notes.extend(notes.note(text) for text in prepared.notes)

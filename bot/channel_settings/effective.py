@@ -15,6 +15,7 @@ def global_defaults(settings: Settings) -> dict[str, SettingValue | None]:
         "system": settings.system_prompt,
         "history": settings.history_max_messages,
         "auto_reply": False,
+        "embed_model": settings.embed_model,
     }
 
 

@@ -40,6 +40,7 @@ SETTING_KEYS: tuple[str, ...] = (
     "auto_reply",
     "show_thinking",
     "reply_ping",
+    "embed_model",
 )
 OPTION_KEYS: tuple[str, ...] = ("temperature", "top_p", "top_k", "num_ctx", "num_predict", "seed", "repeat_penalty")
 THINK_LEVELS: tuple[str, ...] = ("off", "on", "low", "medium", "high")
@@ -168,6 +169,14 @@ def _parse_model(raw: str) -> SettingValue:
             key="model",
         )
     return name
+
+
+def _parse_embed_model(raw: str) -> SettingValue:
+    try:
+        return _parse_model(raw)
+    except InvalidSetting as exc:
+        text = str(exc).replace("model", "embed_model", 1).replace("llama3.2 or qwen3:8b", "nomic-embed-text")
+        raise InvalidSetting(text, key="embed_model") from None
 
 
 def _parse_system(raw: str) -> SettingValue:
@@ -306,6 +315,11 @@ _KEYS: dict[str, _Key] = {
     "auto_reply": _switch_key("auto_reply", "answer every message here without a mention: on or off"),
     "show_thinking": _switch_key("show_thinking", "show a thinking model's reasoning, collapsed: on or off"),
     "reply_ping": _switch_key("reply_ping", "notify the person an answer replies to (a reply ping): on or off"),
+    "embed_model": _Key(
+        "Ollama embedding model for /knowledge, e.g. nomic-embed-text (changing it re-indexes)",
+        _parse_embed_model,
+        _string_validator("embed_model", _parse_embed_model, "a model name such as nomic-embed-text"),
+    ),
 }
 
 
@@ -334,6 +348,7 @@ _NOT_SET_LABELS = {
     "show_thinking": "(not set)",
     # EffectiveSettings.reply_ping: a reply notifies whoever asked, but not someone auto_reply answered unasked.
     "reply_ping": "(not set: on, off for auto-reply answers)",
+    "embed_model": "(not set)",
 }
 
 

@@ -110,6 +110,58 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     # 3: the answer's text as the model gave it, so a reply chain needs no Discord read for the bot's turns.
     ("ALTER TABLE answers ADD COLUMN answer_text TEXT",),
+    # 4: team knowledge (bot/knowledge/). Documents of a scope (a channel, thread or server), their chunks
+    # with vectors (little-endian float32, L2-normalised, `dimensions` values each), and the channels whose
+    # pinned messages are kept in a scope. guild_id and parent_id say where a scope's embed_model comes from.
+    (
+        """
+        CREATE TABLE knowledge_documents (
+            document_id TEXT PRIMARY KEY,
+            guild_id INTEGER NOT NULL,
+            scope_kind TEXT NOT NULL CHECK (scope_kind IN ('channel', 'guild')),
+            scope_id INTEGER NOT NULL,
+            parent_id INTEGER,
+            kind TEXT NOT NULL CHECK (kind IN ('file', 'pin')),
+            name TEXT NOT NULL,
+            embed_model TEXT NOT NULL,
+            dimensions INTEGER NOT NULL,
+            chunk_count INTEGER NOT NULL,
+            chars INTEGER NOT NULL,
+            content_hash TEXT NOT NULL,
+            added_at TEXT NOT NULL,
+            added_by INTEGER,
+            link TEXT,
+            pin_channel_id INTEGER,
+            pin_message_id INTEGER
+        )
+        """,
+        "CREATE INDEX knowledge_documents_by_scope ON knowledge_documents (scope_kind, scope_id, added_at)",
+        "CREATE INDEX knowledge_documents_by_guild ON knowledge_documents (guild_id, added_at)",
+        # Rows of ~3 KB (a 768-dimension vector) are too big for a WITHOUT ROWID table to pay off.
+        """
+        CREATE TABLE knowledge_chunks (
+            document_id TEXT NOT NULL REFERENCES knowledge_documents (document_id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            section TEXT,
+            text TEXT NOT NULL,
+            vector BLOB NOT NULL,
+            PRIMARY KEY (document_id, position)
+        )
+        """,
+        """
+        CREATE TABLE knowledge_pin_sources (
+            scope_kind TEXT NOT NULL CHECK (scope_kind IN ('channel', 'guild')),
+            scope_id INTEGER NOT NULL,
+            channel_id INTEGER NOT NULL,
+            guild_id INTEGER NOT NULL,
+            parent_id INTEGER,
+            added_at TEXT NOT NULL,
+            added_by INTEGER,
+            PRIMARY KEY (scope_kind, scope_id, channel_id)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX knowledge_pin_sources_by_channel ON knowledge_pin_sources (channel_id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

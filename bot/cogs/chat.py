@@ -19,6 +19,7 @@ from bot.channel_settings.resolve import EffectiveSettings
 from bot.conversation import ChatRecord
 from bot.discord_history import ThreadStarters, read_reply_chain
 from bot.discord_io import NO_PINGS, ChannelReplySink, InteractionReplySink, to_record
+from bot.knowledge.records import KnowledgePlace
 from bot.ollama.errors import OllamaError
 from bot.places import (
     ChannelResolver,
@@ -292,6 +293,14 @@ class ChatCog(commands.Cog):
         found_notes = [notes.note(n) for n in plan.notes]
         return (plan if plan.images or plan.texts else None), found_notes
 
+    async def _knowledge_place(self, request: AnswerRequest) -> KnowledgePlace | None:
+        """Where the question was asked, for team knowledge: its server, channel and (in a thread) parent."""
+        if request.guild_id is None or request.channel_id is None or self.services.knowledge is None:
+            return None
+        channel = await self.places.resolve(request.channel_id)
+        parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
+        return KnowledgePlace(guild_id=request.guild_id, channel_id=request.channel_id, parent_id=parent_id)
+
     @staticmethod
     async def _download(file: AttachmentRecord) -> bytes | None:
         """The bytes of a planned attachment from Discord's CDN; None if Discord would not give them."""
@@ -563,6 +572,7 @@ class ChatCog(commands.Cog):
             if reply_to is not None:
                 await reply_to.reply(_slow_down(retry), mention_author=False, allowed_mentions=NO_PINGS)
             return
+        request = replace(request, place=await self._knowledge_place(request))
         await self.answering.answer(
             request, sink, message_id=_message_id, reuse=reuse or (), status=status, previous=previous
         )

@@ -103,6 +103,9 @@ class SettingsCommands(commands.Cog):
             interaction.user.id,
         )
         await _reply(interaction, done)
+        if "embed_model" in values:
+            # Team knowledge embedded with the old model is embedded again (bot/cogs/knowledge_commands.py).
+            self.bot.dispatch("embed_model_changed", interaction, scope)
 
     # ---- /model
 
@@ -259,6 +262,8 @@ class SettingsCommands(commands.Cog):
                 interaction.channel_id,
             )
             await _reply(interaction, f"Reset {what} for {where}; inherited values apply again.")
+            if key in (None, "embed_model"):
+                self.bot.dispatch("embed_model_changed", interaction, scope)
         else:
             await _reply(interaction, f"Nothing to reset: {what} had no override for {where}.")
 

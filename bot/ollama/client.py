@@ -273,6 +273,34 @@ class OllamaClient:
             raise OllamaProtocolError("/api/ps response has no models list")
         return [_loaded_model(entry) for entry in models if isinstance(entry, dict)]
 
+    async def embed(
+        self,
+        model: str,
+        inputs: Sequence[str],
+        *,
+        keep_alive: float | str | None = None,
+        truncate: bool | None = None,
+    ) -> list[list[float]]:
+        """POST /api/embed: one embedding per input, in order; ModelNotFound if the model is not pulled.
+
+        Ollama returns L2-normalised vectors. Unless `truncate` is False it silently cuts an input longer
+        than the model's context, so callers keep their inputs short enough.
+        """
+        body: dict[str, Any] = {"model": model, "input": list(inputs)}
+        if keep_alive is not None:
+            body["keep_alive"] = _keep_alive_value(keep_alive)
+        if truncate is not None:
+            body["truncate"] = truncate
+        data = await self._request_json("POST", "/api/embed", body, model=model)
+        embeddings = data.get("embeddings")
+        if not isinstance(embeddings, list) or len(embeddings) != len(inputs):
+            raise OllamaProtocolError(f"/api/embed returned {_count(embeddings)} embeddings for {len(inputs)} inputs")
+        for vector in embeddings:
+            # type() rather than isinstance: a bool is an int, and this runs for every number of every vector.
+            if not isinstance(vector, list) or not all(type(v) is float or type(v) is int for v in vector):
+                raise OllamaProtocolError("/api/embed returned an embedding that is not a list of numbers")
+        return embeddings
+
     def _first_token_error(self) -> OllamaError:
         return OllamaFirstTokenTimeout(self._first_token_timeout)
 
@@ -484,6 +512,10 @@ def _loaded_model(entry: Mapping[str, Any]) -> LoadedModel:
         expires_at=expires_at if isinstance(expires_at, str) and expires_at else None,
         context_length=_int_field(entry, "context_length"),
     )
+
+
+def _count(value: object) -> str:
+    return str(len(value)) if isinstance(value, list) else "no"
 
 
 def _keep_alive_value(value: float | str) -> float | int | str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.attachments import display_name
 from bot.ollama.errors import (
     ModelNotFound,
     OllamaError,
@@ -165,3 +166,50 @@ def reasoning_block(reasoning: str, limit: int) -> str:
     if len(body) > room:
         body = REASONING_TRUNCATED + body[-(room - len(REASONING_TRUNCATED)) :]
     return f"{header}||{body}||"
+
+
+# ---- team knowledge (bot/knowledge/): the sources line under an answer, and why knowledge was not used.
+SOURCES_MAX_CHARS = 400
+
+
+def knowledge_source(name: str, section: str | None, *, link: str | None = None, pinned: bool = False) -> str:
+    """How the sources line names one excerpt: the file and section, or a link to the pinned message."""
+    if pinned:
+        label = f"pinned message by {' '.join(name.split())[:60] or 'someone'}"
+        # <…> around the link keeps Discord from adding a preview of the message under the answer.
+        return f"[{label.replace('[', '(').replace(']', ')')}](<{link}>)" if link else label
+    shown = display_name(name)
+    # A heading's own backticks would break the inline code of the next label.
+    if not section:
+        return shown
+    heading = " ".join(section.replace("`", "'").split())[:80]
+    return f"{shown} › {heading}"
+
+
+def knowledge_sources(labels: list[str]) -> str:
+    """The sources line under an answer that used team knowledge: numbered like the excerpts the model saw."""
+    parts: list[str] = []
+    used = 0
+    for number, label in enumerate(labels, start=1):
+        part = f"[{number}] {label}"
+        if parts and used + len(part) > SOURCES_MAX_CHARS:
+            parts.append(f"and {len(labels) - number + 1} more")
+            break
+        parts.append(part)
+        used += len(part) + 3
+    return "📚 Sources: " + " · ".join(parts)
+
+
+def knowledge_not_used(reason: str) -> str:
+    """Team knowledge exists here but could not be searched for this answer."""
+    return f"📚 Answered without this channel's knowledge: {_clip(reason.removeprefix('⚠️ '))}"
+
+
+def knowledge_reembedding(model: str, done: int, total: int) -> str:
+    """The knowledge here is being embedded again with a new model; this answer went without it."""
+    return f"📚 Answered without this channel's knowledge: it is being re-indexed with `{model}` ({done:,}/{total:,})."
+
+
+def knowledge_reembed_failed(model: str, error: str) -> str:
+    """Re-indexing with a new embedding model failed, so the knowledge here can't be searched."""
+    return f"📚 Answered without this channel's knowledge: re-indexing it with `{model}` failed. {_clip(error)}"

@@ -292,6 +292,13 @@ class FakeDiscord:
                 ],
             ]
         ]
+        # Pinned messages per channel, newest pin first: (message id, pinned_at). See "pins" below.
+        self.pinned: dict[int, list[tuple[int, str]]] = {}
+        self._routes += [
+            ("GET", re.compile(r"/channels/(\d+)/messages/pins"), self._list_pins),
+            ("PUT", re.compile(r"/channels/(\d+)/messages/pins/(\d+)"), self._put_pin),
+            ("DELETE", re.compile(r"/channels/(\d+)/messages/pins/(\d+)"), self._delete_pin),
+        ]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -1717,3 +1724,132 @@ class FakeDiscord:
                 name = getattr(predicate, "__qualname__", repr(predicate))
                 raise AssertionError(f"condition {name} not met within {timeout}s; last REST calls:\n{recent}")
             await asyncio.sleep(0.005)
+
+    # ------------------------------------------------------------------ pins
+
+    # Discord's limit on pinned messages per channel (resources/message "Pin Message": 250, raised from 50).
+    MAX_PINS = 250
+
+    async def pin_message(self, message_id: int, *, by: int = 200) -> None:
+        """A user pins a message: Discord stores it, posts the "pinned a message" notice and sends the event.
+
+        Per resources/message "Pin Message" and topics/gateway-events "Channel Pins Update": a
+        CHANNEL_PINNED_MESSAGE system message (type 6) referencing the pinned one, then CHANNEL_PINS_UPDATE
+        with the time of the newest pin.
+        """
+        msg = self.messages[message_id]
+        channel_id = int(msg["channel_id"])
+        await self._pin(channel_id, message_id, by)
+
+    async def unpin_message(self, message_id: int) -> None:
+        """A user unpins a message: CHANNEL_PINS_UPDATE with the newest remaining pin's time (null if none)."""
+        msg = self.messages[message_id]
+        await self._unpin(int(msg["channel_id"]), message_id)
+
+    async def _pin(self, channel_id: int, message_id: int, by: int) -> Result:
+        pins = self.pinned.setdefault(channel_id, [])
+        if any(mid == message_id for mid, _ in pins):
+            return 204, None
+        if len(pins) >= self.MAX_PINS:
+            return _error(400, 30003, "Maximum number of pins reached (250)")
+        self.messages[message_id]["pinned"] = True
+        pinned_at = _now_iso()
+        pins.insert(0, (message_id, pinned_at))
+        notice = self._new_message(channel_id, by, {"content": ""}, msg_type=6)
+        notice["message_reference"] = {"type": 0, "message_id": str(message_id), "channel_id": str(channel_id)}
+        if self._guild_of(channel_id) is not None:
+            notice["message_reference"]["guild_id"] = str(self.guild_id)
+        await self._dispatch_message("MESSAGE_CREATE", notice)
+        await self._pins_update(channel_id)
+        return 204, None
+
+    async def _unpin(self, channel_id: int, message_id: int) -> Result:
+        pins = self.pinned.get(channel_id, [])
+        if not any(mid == message_id for mid, _ in pins):
+            return 204, None
+        self.pinned[channel_id] = [(mid, at) for mid, at in pins if mid != message_id]
+        if message_id in self.messages:
+            self.messages[message_id]["pinned"] = False
+        await self._pins_update(channel_id)
+        return 204, None
+
+    async def _pins_update(self, channel_id: int) -> None:
+        pins = self.pinned.get(channel_id, [])
+        event: Json = {"channel_id": str(channel_id), "last_pin_timestamp": pins[0][1] if pins else None}
+        if self._guild_of(channel_id) is not None:
+            event["guild_id"] = str(self.guild_id)
+        await self.dispatch("CHANNEL_PINS_UPDATE", event)
+
+    async def _list_pins(self, call: RestCall, m: re.Match[str]) -> Result:
+        """``GET /channels/{c}/messages/pins?limit=&before=`` (resources/message "Get Channel Pins").
+
+        Newest pin first, at most ``limit`` (1-50, default 50) pinned before ``before`` (an ISO 8601 time):
+        ``{"items": [{"pinned_at", "message"}], "has_more"}``. Like Get Channel Messages, a bot without Read
+        Message History gets no pins at all (and without View Channel, 50001 from ``_permission_refusal``).
+        """
+        cid = int(m.group(1))
+        if not self._known_channel(cid):
+            return _error(404, 10003, "Unknown Channel")
+        if self._denied_bits(cid) & PERMISSION_BITS["read_message_history"]:
+            return 200, {"items": [], "has_more": False}
+        try:
+            limit = int(call.query.get("limit", 50))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 50:
+            return _error(400, 50035, "Invalid Form Body", {"limit": _field_error("NUMBER_TYPE_MAX", "1 to 50")})
+        before = call.query.get("before")
+        pins = [(mid, at) for mid, at in self.pinned.get(cid, []) if mid in self.messages]
+        if before:
+            cutoff = datetime.fromisoformat(before)
+            pins = [(mid, at) for mid, at in pins if datetime.fromisoformat(at) < cutoff]
+        items = [{"pinned_at": at, "message": self.messages[mid]} for mid, at in pins[:limit]]
+        return 200, {"items": items, "has_more": len(pins) > limit}
+
+    async def _put_pin(self, call: RestCall, m: re.Match[str]) -> Result:
+        """``PUT /channels/{c}/messages/pins/{m}``: the bot pins a message (204)."""
+        cid, mid = int(m.group(1)), int(m.group(2))
+        if self._lookup(cid, mid) is None:
+            return _error(404, 10008, "Unknown Message")
+        return await self._pin(cid, mid, self.bot_id)
+
+    async def _delete_pin(self, call: RestCall, m: re.Match[str]) -> Result:
+        """``DELETE /channels/{c}/messages/pins/{m}``: the bot unpins a message (204)."""
+        cid, mid = int(m.group(1)), int(m.group(2))
+        if self._lookup(cid, mid) is None:
+            return _error(404, 10008, "Unknown Message")
+        return await self._unpin(cid, mid)
+
+    # ------------------------------------------------------------------ slash commands with attachments
+
+    async def send_slash_command_with_files(
+        self,
+        name: str,
+        options: dict[str, Any] | None = None,
+        files: dict[str, FileSpec] | None = None,
+        *,
+        user_id: int = 200,
+        channel_id: int = 500,
+        permissions: str = ALL_PERMISSIONS,
+        subcommand: str | None = None,
+    ) -> str:
+        """A chat-input command with ATTACHMENT options (type 11); returns the interaction token.
+
+        Per interactions/receiving-and-responding "Interaction Data": an attachment option's value is the
+        attachment's id, and the attachment object itself is in ``data.resolved.attachments``. The bytes are
+        served at the attachment's ``url`` like message attachments.
+        """
+        files = files or {}
+        uploaded = {key: self._attachments([spec], channel_id)[0] for key, spec in files.items()}
+        values = {**(options or {}), **{key: att["id"] for key, att in uploaded.items()}}
+        data = self._command_data(name, values, subcommand, None)
+        level = data["options"]
+        while level and level[0].get("type") in (1, 2):
+            level = level[0]["options"]
+        for option in level:
+            if option["name"] in uploaded:
+                option["type"] = 11
+        data["resolved"] = {"attachments": {att["id"]: att for att in uploaded.values()}}
+        it, payload = self._new_interaction(2, data, user_id, channel_id, permissions)
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return it.token

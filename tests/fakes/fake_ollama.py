@@ -37,6 +37,7 @@ __all__ = [
     "BUSY_TEXT",
     "DEFAULT_MODELS",
     "EMBEDDING_MODEL",
+    "EMBED_DIMENSIONS",
     "LLAVA_MODEL",
     "PULLABLE_EXTRA",
     "RUNNER_STOPPED_TEXT",
@@ -48,6 +49,7 @@ __all__ = [
     "count_tokens",
     "fit_prompt",
     "go_json",
+    "hashed_embedding",
 ]
 
 _T = TypeVar("_T")
@@ -569,6 +571,7 @@ class FakeOllama:
         app.router.add_post("/api/generate", self._generate)
         app.router.add_post("/api/pull", self._pull)
         app.router.add_delete("/api/delete", self._delete)
+        app.router.add_post("/api/embed", self._embed)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -1263,3 +1266,110 @@ class FakeOllama:
             obj.update(self._metrics(t0, t_loaded, t_first, prompt_tokens, limit))
         rec.done_sent = True
         return self._json(obj)
+
+    # ---- embeddings (POST /api/embed), for team knowledge
+
+    # Set by a test to hold matching /api/embed requests until `release_embeds()` (deterministic progress).
+    hold_embed: Callable[[dict[str, Any]], bool] | None = None
+    _embed_gate: asyncio.Event | None = None
+
+    @property
+    def embed_requests(self) -> list[RecordedRequest]:
+        """Recorded POST /api/embed requests."""
+        return [r for r in self.requests if r.path == "/api/embed"]
+
+    def release_embeds(self) -> None:
+        """Let held /api/embed requests (see `hold_embed`) go on, and stop holding new ones."""
+        self.hold_embed = None
+        if self._embed_gate is not None:
+            self._embed_gate.set()
+
+    async def _embed(self, request: web.Request) -> web.Response:
+        """/api/embed as server/routes.go EmbedHandler answers it (notes: "Embeddings: POST /api/embed").
+
+        `input` is a string or a list of strings (anything else: 400 "invalid input type"); an unknown
+        model is 404 `model "x" not found, try pulling it first` (handleScheduleError); no capability is
+        checked, so a chat model embeds too. Each input longer than min(num_ctx, the model's context) is
+        cut silently, unless `truncate` is false (then the runner's 400). Vectors are L2-normalised, and
+        `dimensions` keeps the first N values and normalises again. The vectors themselves are hashed
+        bags of words (see `hashed_embedding`), so texts that share words are close.
+        """
+        body = self._body(request, "EmbedRequest")
+        name = body.get("model")
+        if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
+            raise _ApiError(404, f"model '{name if isinstance(name, str) else ''}' not found")
+        raw = body.get("input")
+        if isinstance(raw, str):
+            inputs = [raw] if raw else []
+        elif isinstance(raw, list):
+            if not all(isinstance(item, str) for item in raw):
+                raise _ApiError(400, "invalid input type")
+            inputs = list(raw)
+        elif raw is None:
+            inputs = []
+        else:
+            raise _ApiError(400, "invalid input type")
+        keep_alive = _parse_keep_alive(body.get("keep_alive"))
+        model = self._find(name)
+        if model is None:
+            raise _ApiError(404, f'model "{name}" not found, try pulling it first')
+        _check_options(body.get("options"))
+        if self.hold_embed is not None and self.hold_embed(body):
+            if self._embed_gate is None or self._embed_gate.is_set():
+                self._embed_gate = asyncio.Event()
+            await self._embed_gate.wait()
+        key = _normalize(name)
+        t0 = time.perf_counter_ns()
+        cold = self._begin(key, keep_alive)
+        try:
+            if cold and self.load_delay:
+                await asyncio.sleep(self.load_delay)
+        finally:
+            self._end(key)
+        t_loaded = time.perf_counter_ns()
+        if not inputs:
+            return self._json({"model": name, "embeddings": []})
+        limit = self._num_ctx(model, body.get("options"))
+        dimensions = body.get("dimensions")
+        vectors, tokens = [], 0
+        for text in inputs:
+            pieces = _TOKEN.findall(text)
+            if len(pieces) > limit:
+                if body.get("truncate") is False:
+                    raise _ApiError(400, "the input length exceeds the context length")
+                pieces = pieces[:limit]
+            tokens += len(pieces)
+            size = dimensions if isinstance(dimensions, int) and 0 < dimensions < EMBED_DIMENSIONS else EMBED_DIMENSIONS
+            vectors.append(hashed_embedding(key, "".join(pieces), size))
+        return self._json(
+            {
+                "model": name,
+                "embeddings": vectors,
+                "total_duration": time.perf_counter_ns() - t0,
+                "load_duration": t_loaded - t0,
+                "prompt_eval_count": tokens,
+            }
+        )
+
+
+# nomic-embed-text's size; every fake model embeds into this many dimensions.
+EMBED_DIMENSIONS = 768
+_WORD = re.compile(r"\w+")
+
+
+def hashed_embedding(model: str, text: str, dimensions: int = EMBED_DIMENSIONS) -> list[float]:
+    """A deterministic embedding that makes retrieval meaningful: a hashed bag of words, L2-normalised.
+
+    Each lower-cased word adds +1 or -1 at a position picked by a hash of (model, word), so texts that share
+    words have a high cosine similarity, texts that share none are near 0, and two models never agree
+    (a document must be embedded again when the model changes). Values are rounded to float32 precision.
+    """
+    vector = [0.0] * dimensions
+    for word in _WORD.findall(text.lower()):
+        digest = hashlib.blake2b(f"{model}\0{word}".encode(), digest_size=8).digest()
+        index = int.from_bytes(digest[:4], "little") % dimensions
+        vector[index] += 1.0 if digest[4] & 1 else -1.0
+    norm = sum(v * v for v in vector) ** 0.5
+    if not norm:
+        return vector
+    return [float(f"{v / norm:.7g}") for v in vector]
