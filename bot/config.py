@@ -63,6 +63,7 @@ class Settings:
     warm_up: bool = False
     warm_up_keep_alive: str = "1h"
     shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE
+    usage_retention_days: int = 90
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -145,6 +146,9 @@ class Settings:
             warm_up_keep_alive=get("WARM_UP_KEEP_ALIVE") or "1h",
             shutdown_grace_seconds=parsed(
                 "SHUTDOWN_GRACE_SECONDS", DEFAULT_SHUTDOWN_GRACE, _bounded(float, 0.0, 600.0), "a number of seconds"
+            ),
+            usage_retention_days=parsed(
+                "USAGE_RETENTION_DAYS", 90, _bounded(int, 1, 3650), "a whole number of days from 1 to 3650"
             ),
         )
         if problems:

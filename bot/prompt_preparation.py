@@ -20,7 +20,7 @@ from bot.ollama.catalog import OLD_DEFAULT_NUM_CTX, ModelCatalog, ModelProfile
 from bot.ollama.errors import OllamaError
 from bot.ollama.think_gate import Think, think_for_model
 
-__all__ = ["PreparedPrompt", "PromptPreparer"]
+__all__ = ["ModelRoom", "PreparedPrompt", "PromptPreparer"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,14 @@ class PreparedPrompt:
     # Image bytes held in the process-wide budget until the request is done.
     held_bytes: int = 0
     # The `think` value to send (None: leave the field out).
+    think: Think = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoom:
+    """The context a request with these settings will run in, and the `think` value to send."""
+
+    budget: ContextBudget
     think: Think = None
 
 
@@ -111,6 +119,14 @@ class PromptPreparer:
             estimated_tokens=fitted.estimated_tokens,
             has_images=fitted.has_images,
             held_bytes=held,
+            think=think_for_model(effective.think, profile.capabilities if profile is not None else None),
+        )
+
+    async def model_room(self, effective: EffectiveSettings, conversation: Hashable) -> ModelRoom:
+        """The context budget and `think` for a prompt built elsewhere (a summary's several requests)."""
+        profile = await self._profile(effective.model)
+        return ModelRoom(
+            budget=await self._budget(effective, profile, conversation),
             think=think_for_model(effective.think, profile.capabilities if profile is not None else None),
         )
 

@@ -16,6 +16,7 @@ from bot.metrics import Metrics
 from bot.ollama.catalog import ModelCatalog
 from bot.ollama.client import OllamaClient
 from bot.streaming.pacing import ChannelWriteBudget
+from bot.usage.ledger import UsageLedger
 
 __all__ = ["Services"]
 
@@ -33,3 +34,4 @@ class Services:
     metrics: Metrics
     answers: AnswerBook
     answering: AnswerService
+    usage: UsageLedger

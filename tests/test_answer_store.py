@@ -201,7 +201,7 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_settings(tmp_path: Pat
     finally:
         await database.close()
     with raw_connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"settings", "answers", "answer_messages"} <= tables
 

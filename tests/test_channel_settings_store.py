@@ -409,7 +409,7 @@ async def test_fresh_file_gets_the_current_schema(tmp_path: Path) -> None:
     store = await SqliteSettingsStore.open(path)
     await store.close()
     with raw_connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         columns = [row[1] for row in conn.execute("PRAGMA table_info(settings)")]
