@@ -210,7 +210,7 @@ class SummaryCommands(commands.Cog):
             await self._tell(interaction, READ_FAILED.format(code="unknown channel"), span)
             return None
         try:
-            read = await self._read(channel, span)
+            read = await self._read(channel, span, answering=key)
         except discord.HTTPException as exc:
             log.warning("could not read channel %s for a summary (HTTP %s, code %s)", channel.id, exc.status, exc.code)
             await self._tell(interaction, READ_FAILED.format(code=exc.code or exc.status), span)
@@ -265,16 +265,17 @@ class SummaryCommands(commands.Cog):
         return self.bot.get_partial_messageable(interaction.channel_id, guild_id=interaction.guild_id)
 
     @staticmethod
-    async def _read(channel: Readable, span: SpanRequest) -> list[discord.Message]:
-        """The span's newest messages, oldest first: one more than the limit, to know whether it cut the span."""
+    async def _read(channel: Readable, span: SpanRequest, *, answering: int) -> list[discord.Message]:
+        """The span's newest messages, oldest first, and one more than the limit if there are: then it cut the span.
+
+        The command's own response (the deferred "thinking…" the summary will replace) is not part of it.
+        """
         after = discord.Object(span.after_id) if span.after_id is not None else None
         before = discord.Object(span.before_id) if span.before_id is not None else None
-        newest_first = [
-            message
-            async for message in channel.history(limit=span.limit + 1, after=after, before=before, oldest_first=False)
-        ]
+        history = channel.history(limit=span.limit + 2, after=after, before=before, oldest_first=False)
+        newest_first = [message async for message in history if not _answers(message, answering)]
         newest_first.reverse()
-        return newest_first
+        return newest_first[-(span.limit + 1) :]
 
     @staticmethod
     async def _tell(interaction: discord.Interaction[Any], text: str, span: SpanRequest) -> None:
@@ -300,6 +301,12 @@ def _spoken(message: discord.Message, my_id: int) -> SpokenLine | None:
     return SpokenLine(
         message_id=message.id, author_name=message.author.display_name, created_at=message.created_at, text=text
     )
+
+
+def _answers(message: discord.Message, interaction_id: int) -> bool:
+    """Whether `message` is the response to the interaction `interaction_id`."""
+    metadata = message.interaction_metadata
+    return metadata is not None and metadata.id == interaction_id
 
 
 def _message_id(handle: object) -> int | None:
