@@ -91,7 +91,7 @@ async def test_a_long_span_with_a_small_context_is_summarized_in_parts_naming_th
     await harness.discord.wait_for(lambda: "part 1 of" in status())
     parts = int(re.search(r"part 1 of (\d+)", status()).group(1))  # type: ignore[union-attr]
     first_part.set()
-    await harness.discord.wait_for(lambda: f"part 2 of {parts}" in status())
+    await harness.discord.wait_for(lambda: f"part 2 of {parts}" in status(), timeout=10)
     second_part.set()
     answer = await finished_answer(harness, running, token)
 

@@ -104,6 +104,9 @@ def test_the_header_names_count_times_and_the_first_message() -> None:
     )
     capped = span_header(count=1, start=T0, end=T0, link=link, capped_at=100)
     assert "Summary of 1 message**" in capped and "Only the newest 100 messages" in capped
+    assert "`messages:`" in capped
+    at_most = span_header(count=1000, start=T0, end=T0, link=link, capped_at=1000)
+    assert "(the most a summary reads)" in at_most and "`messages:`" not in at_most
     assert jump_link(None, 9, 1) == "https://discord.com/channels/@me/9/1"
 
 

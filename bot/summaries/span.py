@@ -45,6 +45,7 @@ HEADER = "📋 **Summary of {count}** · {start} → {end} · [first message](<{
 CAPPED = (
     "-# Only the newest {limit} messages of that span were read; give `messages:` (up to {most}) to go further back."
 )
+CAPPED_AT_MOST = "-# Only the newest {limit} messages of that span were read (the most a summary reads)."
 
 _LINK = re.compile(
     r"^<?https?://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/channels/(@me|\d+)/(\d+)/(\d+)/?>?$", re.IGNORECASE
@@ -177,5 +178,6 @@ def span_header(
     noun = "1 message" if count == 1 else f"{count} messages"
     lines = [HEADER.format(count=noun, start=_timestamp(start), end=_timestamp(end), link=link)]
     if capped_at is not None:
-        lines.append(CAPPED.format(limit=capped_at, most=MAX_MESSAGES))
+        capped = CAPPED_AT_MOST if capped_at >= MAX_MESSAGES else CAPPED
+        lines.append(capped.format(limit=capped_at, most=MAX_MESSAGES))
     return "\n".join(lines) + "\n\n"
