@@ -257,3 +257,34 @@ async def test_a_channel_the_bot_cannot_read_gets_a_clear_message(harness: Harne
     mine = await harness.discord.send_slash_command("summarize", {}, user_id=BOB, permissions="0")
     await harness.discord.wait_for(lambda: harness.discord.original_message(mine) is not None)
     assert "You can't read" in (harness.discord.original_message(mine) or {})["content"]
+
+
+async def test_stop_during_a_part_ends_the_summary_and_its_request(harness: Harness) -> None:
+    harness.discord.post_history(
+        500, history(150), start=datetime.now(UTC) - timedelta(hours=3), spacing=timedelta(minutes=1)
+    )
+    held = asyncio.Event()
+    harness.ollama.scripts.append(ChatScript(tokens=["Never", " seen."], hold=held))
+    running = await harness.start_bot()
+    await running.services.store.set_many(Scope.channel(500), {"num_ctx": 2048})
+
+    token = await harness.discord.send_slash_command("summarize", {"messages": 150})
+    await harness.discord.wait_for(
+        lambda: "part 1 of" in (harness.discord.original_message(token) or {}).get("content", "")
+    )
+    status = harness.discord.original_message(token)
+    assert status is not None
+    (stop,) = components_of(status)
+    await harness.discord.click_button(int(status["id"]), stop)
+
+    # The part being summarized is closed on Ollama's side, and nothing more is asked.
+    gone = await harness.ollama.wait_for_disconnect()
+    assert gone is harness.ollama.chat_requests[0]
+    await harness.discord.wait_for(
+        lambda: not bot_busy(running) and "stopped" in harness.discord.messages[int(status["id"])]["content"]
+    )
+    final = harness.discord.messages[int(status["id"])]
+    assert final["content"] == "-# ⏹️ stopped"
+    assert ["regenerate" in c for c in components_of(final)] == [True]
+    held.set()
+    assert len(harness.ollama.chat_requests) == 1
