@@ -141,8 +141,11 @@ class MessageActions(commands.Cog):
             request = await self._request(interaction, target, spec, key=interaction.id, requester=None)
             access = reply_access(target.channel, target.guild.me if target.guild else None)
             sink = ChannelReplySink(target, key=interaction.id, reply=access.reads_history)
-            # The answer shows in the channel; the private "thinking…" has done its job.
             with contextlib.suppress(discord.HTTPException):
+                if not self.answering.accepting:  # the bot began shutting down meanwhile
+                    await interaction.edit_original_response(content=RESTARTING)
+                    return
+                # The answer shows in the channel; the private "thinking…" has done its job.
                 await interaction.delete_original_response()
             await self.answering.answer(request, sink, message_id=_message_id)
         finally:

@@ -153,8 +153,8 @@ class SummaryCommands(commands.Cog):
                 ephemeral=span.private,
             )
             request = await self._request(interaction, span, key=interaction.id)
-            if request is not None:
-                await self.answering.answer(request, sink, message_id=_message_id)
+            if request is not None and await self.answering.answer(request, sink, message_id=_message_id) is None:
+                await self._tell(interaction, RESTARTING)  # the bot began shutting down while the span was read
         finally:
             self._busy -= 1
 
@@ -175,8 +175,19 @@ class SummaryCommands(commands.Cog):
         reuse: list[discord.Message] = [first]
         if span.private:
             # An ephemeral message is out of the channel routes' reach; the click's token edits it.
-            sink = InteractionReplySink(interaction, key=record.key, clock=self.services.clock, ephemeral=True)
-            reuse = [await interaction.original_response()]
+            sink = InteractionReplySink(
+                interaction,
+                key=record.key,
+                clock=self.services.clock,
+                token_lifetime=self.bot.interaction_token_lifetime,
+                ephemeral=True,
+            )
+            try:
+                reuse = [await interaction.original_response()]
+            except discord.HTTPException as exc:
+                log.warning("could not reach private summary %s to regenerate it (HTTP %s)", record.key, exc.status)
+                await self._tell(interaction, REGENERATE_GONE)
+                return None
         else:
             sink = ChannelReplySink(first, key=record.key)
         return Rebuilt(request=request, sink=sink, reuse=reuse)
@@ -207,19 +218,19 @@ class SummaryCommands(commands.Cog):
         channel = await self._channel(interaction)
         me = self.bot.user
         if channel is None or me is None:
-            await self._tell(interaction, READ_FAILED.format(code="unknown channel"), span)
+            await self._tell(interaction, READ_FAILED.format(code="unknown channel"))
             return None
         try:
             read = await self._read(channel, span, answering=key)
         except discord.HTTPException as exc:
             log.warning("could not read channel %s for a summary (HTTP %s, code %s)", channel.id, exc.status, exc.code)
-            await self._tell(interaction, READ_FAILED.format(code=exc.code or exc.status), span)
+            await self._tell(interaction, READ_FAILED.format(code=exc.code or exc.status))
             return None
         capped = len(read) > span.limit
         messages = read[-span.limit :]
         lines = [line for message in messages if (line := _spoken(message, me.id)) is not None]
         if not lines:
-            await self._tell(interaction, REGENERATE_GONE if requester else NOTHING_TO_SUMMARIZE, span)
+            await self._tell(interaction, REGENERATE_GONE if requester else NOTHING_TO_SUMMARIZE)
             return None
         guild_id = interaction.guild_id
         parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
@@ -278,7 +289,7 @@ class SummaryCommands(commands.Cog):
         return newest_first[-(span.limit + 1) :]
 
     @staticmethod
-    async def _tell(interaction: discord.Interaction[Any], text: str, span: SpanRequest) -> None:
+    async def _tell(interaction: discord.Interaction[Any], text: str) -> None:
         """Say why there is no summary: in the deferred response, or privately after a Regenerate click."""
         with contextlib.suppress(discord.HTTPException):
             if interaction.type is discord.InteractionType.component:
