@@ -281,9 +281,17 @@ class InteractionReplySink:
             raise ReplyRefused(str(closed), reason=notes.COMMAND_ANSWER_TIMED_OUT) from closed
 
     async def _write_privately(self, via_token: Callable[[], Awaitable[T]] | None) -> T:
-        """Only the token reaches an ephemeral message: once it is refused, the private answer ends."""
+        """Only the token reaches an ephemeral message, so a private answer ends shortly before the token does.
+
+        Refusing the first write past the switch time makes the relay stop and make its final edit while the
+        token still works, so the answer says why it stops instead of showing its marker forever.
+        """
         if via_token is None or self._token_dead:
             raise ReplyGone("the interaction token no longer works", reason=notes.PRIVATE_ANSWER_TIMED_OUT)
+        if not self._channel_closed and self._clock.now() >= self._switch_at:
+            self._channel_closed = True  # from here on only the final edits, through the token while it lives
+            log.info("interaction %s: its token expires soon; ending the private answer", self._interaction.id)
+            raise ReplyRefused("the interaction token expires soon", reason=notes.PRIVATE_ANSWER_TIMED_OUT)
         try:
             return await attempt_write(
                 via_token, channel=self._interaction.channel, guild=self._interaction.guild, token_route=True

@@ -288,3 +288,32 @@ async def test_stop_during_a_part_ends_the_summary_and_its_request(harness: Harn
     assert ["regenerate" in c for c in components_of(final)] == [True]
     held.set()
     assert len(harness.ollama.chat_requests) == 1
+
+
+async def test_a_private_summary_ends_with_a_note_before_its_token_does(harness: Harness) -> None:
+    lifetime = 4.0  # the private answer ends at its first write 2 s before the token does
+    harness.discord.interaction_token_lifetime = lifetime
+    harness.discord.post_history(
+        500, history(10), start=datetime.now(UTC) - timedelta(minutes=30), spacing=timedelta(minutes=1)
+    )
+    tokens = [f" w{i}" for i in range(200)]
+    harness.ollama.scripts.append(ChatScript(tokens=tokens, token_delay=0.03))
+    running = await harness.start_bot(interaction_token_lifetime=lifetime)
+
+    token = await harness.discord.send_slash_command("summarize", {"private": True})
+    await harness.discord.wait_for(
+        lambda: (
+            not bot_busy(running) and "stops here" in (harness.discord.original_message(token) or {}).get("content", "")
+        ),
+        timeout=15,
+    )
+
+    answer = harness.discord.original_message(token)
+    assert answer is not None and answer["flags"] & 64
+    *text, note = answer["content"].split("\n")
+    assert note == "-# ⚠️ Discord lets me edit an answer only you can see for only 15 minutes, so the answer stops here."
+    assert "".join(tokens).startswith("\n".join(text).split("\n\n", 1)[1])  # the header, then part of the summary
+    assert not components_of(answer) or all("stop" not in c for c in components_of(answer))
+    assert all(c.status != 401 for c in harness.discord.interaction_responses(token))  # finished in time
+    assert (await harness.ollama.wait_for_disconnect()).done_sent is False
+    assert harness.discord.bot_messages(500) == []
