@@ -235,6 +235,17 @@ async def test_notes_too_many_for_one_combine_are_merged_first() -> None:
     assert text.startswith("These notes are long")
 
 
+async def test_a_model_that_writes_more_than_fits_still_ends_within_the_context() -> None:
+    budget = ContextBudget(window=1024, reserve=256)
+    model = FakeModel("Far too long: " + "detail " * 2000)  # every note longer than the whole window
+    text, shown, _ = await run(SummaryJob(spoken(200), ""), budget, model)
+
+    assert text.startswith("Far too long")
+    assert all(estimated(request, budget) <= budget.limit for request in model.requests)
+    merges = [status for status in shown if status and "Merging" in status]
+    assert merges and len(model.requests) < 200  # the merge rounds shrink the notes and end
+
+
 async def test_a_context_too_small_for_the_instructions_says_so() -> None:
     model = FakeModel()
     text, _, _ = await run(SummaryJob(spoken(3), ""), ContextBudget(window=256, reserve=64), model, system="x " * 200)

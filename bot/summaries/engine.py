@@ -21,6 +21,7 @@ from bot.streaming.thinking import ThinkTagFilter
 from bot.summaries.prompts import (
     MIN_ROOM,
     combine_prompt,
+    cost,
     cut_to_tokens,
     fits,
     merge_prompt,
@@ -107,8 +108,11 @@ async def _merge_until_they_fit(
         merge = merge_prompt(place)
         room = room_for(merge, system, budget)
         # Two notes always fit one merge, so every round at least halves them and the loop ends.
-        capped = [cut_to_tokens(note, room / 2 - 1, budget) for note in current]
+        half = room / 2 - cost(NOTES_SEPARATOR, budget) - 1
+        capped = [cut_to_tokens(note, half, budget) for note in current]
         groups = pack(capped, room, budget, separator=NOTES_SEPARATOR)
+        if len(groups) >= len(current):  # estimates at the edge: pair them up, which is known to fit
+            groups = [capped[i : i + 2] for i in range(0, len(capped), 2)]
         merged: list[str] = []
         for index, group in enumerate(groups, 1):
             progress(notes.summary_merge_status(index, len(groups)))
@@ -118,6 +122,11 @@ async def _merge_until_they_fit(
         current = merged
         if len(current) == 1:
             break
+    if not _fit_one_combine(current, place, system, budget):
+        # One merged note longer than the room (the model wrote more than asked): cut, rather than overflow.
+        room = room_for(combine_prompt(place, len(current)), system, budget)
+        share = room / len(current) - cost(NOTES_SEPARATOR, budget) - 1
+        current = [cut_to_tokens(note, share, budget) for note in current]
     return current
 
 
