@@ -136,3 +136,21 @@ async def test_a_message_action_where_the_bot_cannot_post_says_why(harness: Harn
     assert refusal is not None and refusal["flags"] & 64
     assert refusal["content"] == "I can't answer here: I need the **Send Messages** permission in this channel."
     assert harness.ollama.chat_requests == []
+
+
+async def test_an_explanation_regenerates_after_a_restart(harness: Harness) -> None:
+    harness.ollama.scripts.extend([ChatScript(tokens=["Before."]), ChatScript(tokens=["After."])])
+    running = await harness.start_bot()
+    target = await harness.discord.send_user_message("EADDRINUSE")
+    await harness.discord.send_message_command(EXPLAIN, int(target["id"]))
+    reply = await final_reply(harness, running, int(target["id"]))
+    await harness.stop_all()
+
+    running = await harness.start_bot()
+    (regenerate,) = components_of(reply)
+    await harness.discord.click_button(int(reply["id"]), regenerate)
+    await harness.discord.wait_for(
+        lambda: not bot_busy(running) and harness.discord.messages[int(reply["id"])]["content"].endswith("After.")
+    )
+    assert harness.discord.messages[int(reply["id"])]["content"] == "-# 💡 Explained for Alice\nAfter."
+    assert question_of(harness.ollama.chat_requests[1]) == question_of(harness.ollama.chat_requests[0])
