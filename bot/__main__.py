@@ -44,6 +44,9 @@ from bot.prompt_preparation import PromptPreparer
 from bot.services import Services
 from bot.streaming.notes import describe_error
 from bot.streaming.pacing import ChannelWriteBudget
+from bot.usage.ledger import UsageLedger
+from bot.usage.sqlite_store import SqliteUsageStore
+from bot.usage.store import MemoryUsageStore, UsageStore
 
 log = logging.getLogger("bot")
 
@@ -85,6 +88,9 @@ def build_services(settings: Settings, session: aiohttp.ClientSession, store: Se
     budget = ChannelWriteBudget()
     metrics = Metrics()
     answers = AnswerBook(answer_store_for(store))
+    usage = UsageLedger(
+        usage_store_for(store), retention_days=settings.usage_retention_days, default_host=settings.ollama_host
+    )
     attachment_limits = AttachmentLimits(
         max_image_bytes=int(settings.max_image_mb * 1024 * 1024),
         max_text_bytes=settings.max_text_file_kb * 1024,
@@ -119,6 +125,7 @@ def build_services(settings: Settings, session: aiohttp.ClientSession, store: Se
         budget=budget,
         metrics=metrics,
         attachment_limits=attachment_limits,
+        usage=usage,
     )
     return Services(
         settings=settings,
@@ -131,6 +138,7 @@ def build_services(settings: Settings, session: aiohttp.ClientSession, store: Se
         answers=answers,
         answering=answering,
         knowledge=knowledge,
+        usage=usage,
     )
 
 
@@ -146,6 +154,13 @@ def knowledge_store_for(store: SettingsStore) -> KnowledgeStore:
     if isinstance(store, SqliteSettingsStore):
         return SqliteKnowledgeStore(store)
     return MemoryKnowledgeStore()
+
+
+def usage_store_for(store: SettingsStore) -> UsageStore:
+    """Usage figures live in the settings database too (table usage_daily)."""
+    if isinstance(store, SqliteSettingsStore):
+        return SqliteUsageStore(store)
+    return MemoryUsageStore()
 
 
 class GatewayState(Protocol):

@@ -75,8 +75,11 @@ class OllacordBot(commands.Bot):
         from bot.cogs.answer_records import AnswerRecords
         from bot.cogs.chat import ChatCog
         from bot.cogs.knowledge_commands import KnowledgeCommands
+        from bot.cogs.message_actions import MessageActions
         from bot.cogs.reply_buttons import RegenerateButton, StopButton
         from bot.cogs.settings_commands import SettingsCommands
+        from bot.cogs.summarize_commands import SummaryCommands
+        from bot.cogs.usage_commands import UsageCommands
 
         # Registered by pattern, so buttons on messages from before a restart still reach the cog.
         self.add_dynamic_items(StopButton, RegenerateButton)
@@ -93,6 +96,10 @@ class OllacordBot(commands.Bot):
         await self.add_cog(AnswerRecords(self, self.services))
         if self.services.knowledge is not None:
             await self.add_cog(KnowledgeCommands(self, self.services, self.services.knowledge))
+        # After the chat cog: they register how Regenerate remakes their answers with it.
+        await self.add_cog(SummaryCommands(self, self.services))
+        await self.add_cog(MessageActions(self, self.services))
+        await self.add_cog(UsageCommands(self, self.services))
         if self.sync_commands:
             synced = await self.tree.sync()
             log.info("synced %d slash commands", len(synced))

@@ -71,6 +71,7 @@ class Settings:
     knowledge_max_chunks: int = 20_000
     knowledge_min_similarity: float = 0.5
     knowledge_excerpts: int = 4
+    usage_retention_days: int = 90
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -168,6 +169,9 @@ class Settings:
                 "KNOWLEDGE_MIN_SIMILARITY", 0.5, _bounded(float, -1.0, 1.0), "a number from -1 to 1"
             ),
             knowledge_excerpts=parsed("KNOWLEDGE_EXCERPTS", 4, _bounded(int, 0, 50), "a whole number (0 = off)"),
+            usage_retention_days=parsed(
+                "USAGE_RETENTION_DAYS", 90, _bounded(int, 1, 3650), "a whole number of days from 1 to 3650"
+            ),
         )
         if problems:
             raise ConfigError(problems)

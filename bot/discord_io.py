@@ -163,8 +163,12 @@ class InteractionReplySink:
         clock: Clock,
         arrived_at: float | None = None,
         token_lifetime: float = INTERACTION_TOKEN_LIFETIME,
+        ephemeral: bool = False,
     ) -> None:
         self._interaction = interaction
+        # A private answer (only the asker sees it): follow-ups are ephemeral too, and since Discord keeps
+        # ephemeral messages off the channel routes, it lives and ends with the token.
+        self._ephemeral = ephemeral
         self._key = key
         self._clock = clock
         arrived = clock.now() if arrived_at is None else arrived_at
@@ -198,9 +202,14 @@ class InteractionReplySink:
             return message
 
         async def followup() -> discord.Message:
+            private = self._ephemeral
             if view is None:
-                return await self._interaction.followup.send(content, wait=True, allowed_mentions=NO_PINGS)
-            return await self._interaction.followup.send(content, wait=True, allowed_mentions=NO_PINGS, view=view)
+                return await self._interaction.followup.send(
+                    content, wait=True, allowed_mentions=NO_PINGS, ephemeral=private
+                )
+            return await self._interaction.followup.send(
+                content, wait=True, allowed_mentions=NO_PINGS, view=view, ephemeral=private
+            )
 
         return await self._write(followup, lambda: self._post(content, after=after, view=view))
 
@@ -227,6 +236,9 @@ class InteractionReplySink:
     async def report_failure(self, reason: str, *, posted: bool) -> None:
         """Say why in a message only the user sees, while the token works; else a plain channel message."""
         text = notes.reply_failed(reason, posted=posted)
+        if self._ephemeral and not self._token_alive():
+            log.warning("could not tell the user why their private reply failed: its token has expired")
+            return  # a channel message would make a private answer public
         if self._token_alive():
             try:
                 await self._interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
@@ -242,6 +254,8 @@ class InteractionReplySink:
 
     async def _write(self, via_token: Callable[[], Awaitable[T]] | None, via_channel: Callable[[], Awaitable[T]]) -> T:
         channel, guild = self._interaction.channel, self._interaction.guild
+        if self._ephemeral:
+            return await self._write_privately(via_token)
         if via_token is not None and self._use_token():
             try:
                 return await attempt_write(via_token, channel=channel, guild=guild, token_route=True)
@@ -265,6 +279,26 @@ class InteractionReplySink:
                 closed,
             )
             raise ReplyRefused(str(closed), reason=notes.COMMAND_ANSWER_TIMED_OUT) from closed
+
+    async def _write_privately(self, via_token: Callable[[], Awaitable[T]] | None) -> T:
+        """Only the token reaches an ephemeral message, so a private answer ends shortly before the token does.
+
+        Refusing the first write past the switch time makes the relay stop and make its final edit while the
+        token still works, so the answer says why it stops instead of showing its marker forever.
+        """
+        if via_token is None or self._token_dead:
+            raise ReplyGone("the interaction token no longer works", reason=notes.PRIVATE_ANSWER_TIMED_OUT)
+        if not self._channel_closed and self._clock.now() >= self._switch_at:
+            self._channel_closed = True  # from here on only the final edits, through the token while it lives
+            log.info("interaction %s: its token expires soon; ending the private answer", self._interaction.id)
+            raise ReplyRefused("the interaction token expires soon", reason=notes.PRIVATE_ANSWER_TIMED_OUT)
+        try:
+            return await attempt_write(
+                via_token, channel=self._interaction.channel, guild=self._interaction.guild, token_route=True
+            )
+        except TokenRejected as rejected:
+            self._token_dead = True
+            raise ReplyGone(str(rejected), reason=notes.PRIVATE_ANSWER_TIMED_OUT) from rejected
 
     def _use_token(self) -> bool:
         if self._channel_closed:

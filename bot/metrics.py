@@ -272,6 +272,11 @@ class Metrics:
         self.ollama_errors = Counter(
             "ollacord_ollama_errors_total", "Errors talking to Ollama, by kind.", labels=("kind",)
         )
+        self.model_tokens = Counter(
+            "ollacord_model_tokens_total",
+            "Tokens per model: prompt (sent to the model, every request of an answer) and answer (generated).",
+            labels=("model", "kind"),
+        )
         # Known label values start at 0 so rate() and absent-series alerts work before the first event.
         for outcome in REPLY_OUTCOMES:
             self.replies.inc(0, outcome=outcome)
@@ -289,6 +294,7 @@ class Metrics:
             self.active_streams,
             self.discord_rate_limits,
             self.ollama_errors,
+            self.model_tokens,
         )
 
     def render(self) -> str:

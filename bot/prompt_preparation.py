@@ -23,7 +23,7 @@ from bot.ollama.catalog import OLD_DEFAULT_NUM_CTX, ModelCatalog, ModelProfile
 from bot.ollama.errors import OllamaError
 from bot.ollama.think_gate import Think, think_for_model
 
-__all__ = ["PreparedPrompt", "PromptPreparer"]
+__all__ = ["ModelRoom", "PreparedPrompt", "PromptPreparer"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,14 @@ class PreparedPrompt:
     # Image bytes held in the process-wide budget until the request is done.
     held_bytes: int = 0
     # The `think` value to send (None: leave the field out).
+    think: Think = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoom:
+    """The context a request with these settings will run in, and the `think` value to send."""
+
+    budget: ContextBudget
     think: Think = None
 
 
@@ -132,6 +140,14 @@ class PromptPreparer:
         if self._knowledge is None or place is None or not chain:
             return Retrieval()
         return await self._knowledge.retrieve(place, chain[-1].content)
+
+    async def model_room(self, effective: EffectiveSettings, conversation: Hashable) -> ModelRoom:
+        """The context budget and `think` for a prompt built elsewhere (a summary's several requests)."""
+        profile = await self._profile(effective.model)
+        return ModelRoom(
+            budget=await self._budget(effective, profile, conversation),
+            think=think_for_model(effective.think, profile.capabilities if profile is not None else None),
+        )
 
     def release(self, prepared: PreparedPrompt) -> None:
         """Give back the image memory the prompt held."""

@@ -17,6 +17,7 @@ from bot.metrics import Metrics
 from bot.ollama.catalog import ModelCatalog
 from bot.ollama.client import OllamaClient
 from bot.streaming.pacing import ChannelWriteBudget
+from bot.usage.ledger import UsageLedger
 
 __all__ = ["Services"]
 
@@ -34,4 +35,5 @@ class Services:
     metrics: Metrics
     answers: AnswerBook
     answering: AnswerService
+    usage: UsageLedger
     knowledge: KnowledgeBase | None = None

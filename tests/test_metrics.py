@@ -237,6 +237,7 @@ def test_metrics_render_is_valid_exposition_text() -> None:
         ("ollacord_active_streams", "gauge"),
         ("ollacord_discord_rate_limited_total", "counter"),
         ("ollacord_ollama_errors_total", "counter"),
+        ("ollacord_model_tokens_total", "counter"),
     ]
     helps = re.findall(r"^# HELP (\S+) \S", text, flags=re.MULTILINE)
     assert helps == [name for name, _ in families]

@@ -26,10 +26,16 @@ def utc_now() -> datetime:
 
 
 class AnswerKind(enum.StrEnum):
-    """What the answer answers: a Discord message (mention, reply, auto-reply, thread, DM) or an `/ask`."""
+    """What the answer answers: a Discord message (mention, reply, auto-reply, thread, DM) or an `/ask`.
+
+    A summary (/summarize, "Summarize from here") and a message action ("Explain", "Ask about this") keep
+    what they need to be made again in `prompt.text` (see bot/summaries/span.py and bot/message_actions.py).
+    """
 
     MESSAGE = "message"
     ASK = "ask"
+    SUMMARY = "summary"
+    ACTION = "action"
 
 
 class AnswerState(enum.StrEnum):
@@ -87,7 +93,7 @@ class AnswerRecord:
 
     def ask_record(self) -> ChatRecord | None:
         """The `/ask` question as the first turn of a conversation (None for answers to messages)."""
-        if self.prompt is None:
+        if self.prompt is None or self.kind is not AnswerKind.ASK:
             return None
         return ChatRecord(
             id=self.key,

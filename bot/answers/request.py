@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.answers.records import AskPrompt
+from bot.answers.records import AnswerKind, AskPrompt
 from bot.attachments import AttachmentPlan, AttachmentRecord
 from bot.channel_settings.resolve import EffectiveSettings
 from bot.conversation import ChatRecord
 from bot.knowledge.records import KnowledgePlace
+from bot.summaries.engine import SummaryJob
 
 # Fetches a planned attachment's bytes from wherever the adapter found it (None: it could not be had).
 Download = Callable[[AttachmentRecord], Awaitable[bytes | None]]
@@ -35,3 +36,9 @@ class AnswerRequest:
     download: Download | None = None
     # Where it was asked, for team knowledge (server, channel, a thread's parent); None outside servers.
     place: KnowledgePlace | None = None
+    # The record's kind when it is neither a message's nor an /ask's answer (then `ask` holds what to redo).
+    kind: AnswerKind | None = None
+    # A summary is made from these messages (map-reduce in the request's turn) instead of from `records`.
+    summary: SummaryJob | None = None
+    # Shown at the top of the answer, before the model's text (the span a summary covers, the question asked).
+    header: str | None = None

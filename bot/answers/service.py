@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from bot.answers.book import AnswerBook, LiveAnswer
@@ -36,6 +36,9 @@ from bot.prompt_preparation import PromptPreparer
 from bot.streaming import notes
 from bot.streaming.pacing import ChannelWriteBudget
 from bot.streaming.relay import SHUTDOWN_CANCEL, MessageSink, RelayOptions, RelayResult, StatusLine, relay_reply
+from bot.summaries.engine import summarize
+from bot.usage.ledger import UsageLedger
+from bot.usage.spend import Spend
 
 __all__ = ["HISTORY_TRIMMED", "RATE_WINDOW", "AnswerService", "MessageId"]
 
@@ -70,6 +73,7 @@ class AnswerService:
         budget: ChannelWriteBudget,
         metrics: Metrics,
         attachment_limits: AttachmentLimits,
+        usage: UsageLedger | None = None,
     ) -> None:
         self.settings = settings
         self.ollama = ollama
@@ -79,6 +83,7 @@ class AnswerService:
         self.budget = budget
         self.metrics = metrics
         self.attachment_limits = attachment_limits
+        self.usage = usage
         self.queue = RequestQueue(settings.max_concurrent_requests)
         self.rate_limiter = UserRateLimiter(settings.user_requests_per_minute, RATE_WINDOW)
         self.accepting = True
@@ -162,7 +167,9 @@ class AnswerService:
         )
         # The conversation is built once the request has its turn (attachments are downloaded then);
         # what had to be left out arrives as result.notes.
-        chunks = UsageMeter(self._queued_stream(request, status_line, result.notes))
+        spend = Spend()
+        source = self._queued_stream(request, status_line, result.notes, spend)
+        chunks = UsageMeter(_with_header(source, request.header) if request.header else source)
         answer = self._start_record(request, sink, [message_id(handle) for handle in reuse], previous)
         task = asyncio.create_task(
             relay_reply(
@@ -196,6 +203,8 @@ class AnswerService:
                 prompt_eval_count=chunks.prompt_eval_count,
                 text=result.text,
             )
+            spend.add(prompt_tokens=chunks.prompt_eval_count, answer_tokens=result.tokens)
+            await self._count_usage(answer.record, spend, end=result.final_edit_at or self.clock.now())
         return result
 
     def _start_record(
@@ -205,7 +214,7 @@ class AnswerService:
         values = request.effective.values
         return self.answers.start(
             key=request.key,
-            kind=AnswerKind.ASK if request.ask is not None else AnswerKind.MESSAGE,
+            kind=request.kind or (AnswerKind.ASK if request.ask is not None else AnswerKind.MESSAGE),
             guild_id=request.guild_id,
             channel_id=request.channel_id if request.channel_id is not None else sink.channel_key,
             requester_id=request.requester_id,
@@ -228,8 +237,8 @@ class AnswerService:
             metrics.ollama_errors.inc(kind=error_kind(result.error))
 
     async def _queued_stream(
-        self, request: AnswerRequest, status: StatusLine, late_notes: list[str]
-    ) -> AsyncIterator[ChatChunk]:
+        self, request: AnswerRequest, status: StatusLine, late_notes: list[str], spend: Spend
+    ) -> AsyncGenerator[ChatChunk, None]:
         """Wait for a turn on Ollama (showing the queue position), then stream, retrying 'server busy'.
 
         Attachments are downloaded and the conversation fitted to the model's context only once the
@@ -247,6 +256,11 @@ class AnswerService:
 
         async with self.queue.slot(on_wait):
             status.set(initial)  # the queue position is no longer news
+            spend.turn_started_at = self.clock.now()
+            if request.summary is not None:
+                async for chunk in self._summary_stream(request, status, on_retry, spend):
+                    yield chunk
+                return
             prepared = await self.prompts.prepare(
                 request.records,
                 chain_cut=request.cut,
@@ -283,6 +297,71 @@ class AnswerService:
                         yield chunk
             finally:
                 self.prompts.release(prepared)
+
+    async def _summary_stream(
+        self,
+        request: AnswerRequest,
+        status: StatusLine,
+        on_retry: Callable[[int, float], Awaitable[None]],
+        spend: Spend,
+    ) -> AsyncGenerator[ChatChunk, None]:
+        """A summary: map-reduce within the model's context, the final combine streamed (bot/summaries/)."""
+        assert request.summary is not None
+        effective = request.effective
+        room = await self.prompts.model_room(effective, request.channel_id)
+
+        def open_chat(messages: list[dict[str, object]]) -> AsyncGenerator[ChatChunk, None]:
+            def open_with(think_value: bool | str | None) -> AsyncGenerator[ChatChunk, None]:
+                return self.ollama.chat_stream(
+                    effective.model,
+                    messages,
+                    options=effective.options or None,
+                    think=think_value,
+                    keep_alive=effective.keep_alive,
+                )
+
+            def open_stream() -> AsyncGenerator[ChatChunk, None]:
+                return stream_without_rejected_think(
+                    open_with, room.think, on_rejected=lambda: self.prompts.forget(effective.model)
+                )
+
+            return stream_with_busy_retry(open_stream, clock=self.clock, on_retry=on_retry)
+
+        summary = summarize(
+            request.summary,
+            budget=room.budget,
+            system=effective.system,
+            open_chat=open_chat,
+            progress=status.set,
+            spend=spend,
+        )
+        async with contextlib.aclosing(summary) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def _count_usage(self, record: AnswerRecord, spend: Spend, *, end: float) -> None:
+        """Per-model token counters, and the answer added to the usage figures."""
+        model = record.model
+        self.metrics.model_tokens.inc(spend.prompt_tokens, model=model, kind="prompt")
+        self.metrics.model_tokens.inc(spend.answer_tokens, model=model, kind="answer")
+        if self.usage is not None:
+            await self.usage.add_answer(
+                record,
+                prompt_tokens=spend.prompt_tokens,
+                answer_tokens=spend.answer_tokens,
+                seconds=spend.seconds_until(end),
+            )
+
+
+async def _with_header(stream: AsyncGenerator[ChatChunk, None], header: str) -> AsyncGenerator[ChatChunk, None]:
+    """`stream` with `header` as answer text just before the model's first words (after its reasoning)."""
+    shown = False
+    async with contextlib.aclosing(stream) as chunks:
+        async for chunk in chunks:
+            if not shown and chunk.content:
+                shown = True
+                yield ChatChunk(content=header, thinking="", done=False)
+            yield chunk
 
 
 async def _nothing_to_download(file: AttachmentRecord) -> bytes | None:

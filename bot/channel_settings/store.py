@@ -162,6 +162,26 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
         "CREATE INDEX knowledge_pin_sources_by_channel ON knowledge_pin_sources (channel_id)",
     ),
+    # 5: usage per UTC day (bot/usage/): one row per day, server (0 for DMs), channel, user, model and Ollama
+    # host, so the table grows with activity, not with answers, and old days are pruned whole.
+    (
+        """
+        CREATE TABLE usage_daily (
+            day TEXT NOT NULL,
+            guild_id INTEGER NOT NULL,
+            channel_id INTEGER NOT NULL,
+            user_id INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            host TEXT NOT NULL,
+            answers INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            answer_tokens INTEGER NOT NULL DEFAULT 0,
+            seconds REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (day, guild_id, channel_id, user_id, model, host)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX usage_daily_by_guild ON usage_daily (guild_id, day)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -111,6 +111,7 @@ COMMAND_ANSWER_TIMED_OUT = (
     "Discord lets me edit a command's answer for only 15 minutes, and I can't edit messages in this channel "
     "myself (that needs the View Channel permission here)"
 )
+PRIVATE_ANSWER_TIMED_OUT = "Discord lets me edit an answer only you can see for only 15 minutes"
 FAILED_REACTION = "⚠️"  # added to the question when not even a short message about the failure can be posted
 
 
@@ -213,3 +214,29 @@ def knowledge_reembedding(model: str, done: int, total: int) -> str:
 def knowledge_reembed_failed(model: str, error: str) -> str:
     """Re-indexing with a new embedding model failed, so the knowledge here can't be searched."""
     return f"📚 Answered without this channel's knowledge: re-indexing it with `{model}` failed. {_clip(error)}"
+
+
+# ---- summaries (bot/summaries/): the status while a long span is summarized in parts
+
+
+def summary_part_status(part: int, parts: int) -> str:
+    """The status while one part of a span too long for the model's context is summarized."""
+    return f"-# 📝 Summarizing part {part} of {parts}…"
+
+
+def summary_merge_status(group: int, groups: int) -> str:
+    """The status while the notes on the parts are merged into fewer (they did not fit one request)."""
+    return f"-# 📝 Merging the notes on the parts ({group} of {groups})…"
+
+
+def summary_combining_status(parts: int) -> str:
+    """The status while the notes on every part are combined into the summary."""
+    return f"-# 📝 Combining the {parts} parts into one summary…"
+
+
+def summary_context_too_small(window: int) -> str:
+    """The model's context leaves no room for the text to summarize."""
+    return (
+        f"⚠️ The model's context window ({window:,} tokens) is too small to summarize with, once the instructions "
+        "and the system prompt are in it. Raise `num_ctx` (or shorten the system prompt) and try again."
+    )

@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -66,6 +66,17 @@ PERMISSION_BITS = {
     "send_messages_in_threads": 1 << 38,
 }
 CHANNEL_ROUTE = re.compile(r"/channels/(\d+)(/.*)?")
+# Application command types (interactions/application-commands "Application Command Types"): context menu
+# commands on a user (2) and on a message (3), beside CHAT_INPUT (1).
+USER_COMMAND = 2
+MESSAGE_COMMAND = 3
+# Snowflakes carry their creation time: milliseconds since Discord's epoch, 2015-01-01, in the top 42 bits
+# (reference "Snowflakes"). discord.py reads a message's created_at from its id.
+DISCORD_EPOCH_MS = 1_420_070_400_000
+# Modal limits (interactions/receiving-and-responding "Modal"; components "Text Input"): title 45, custom_id 100,
+# 1 to 5 components; a text input's label 45, min_length 0-4000, max_length 1-4000.
+MODAL_TITLE_MAX = 45
+TEXT_INPUT_MAX = 4000
 
 Json = dict[str, Any]
 Result = tuple[int, Any]  # (status, JSON payload or None for an empty body)
@@ -166,6 +177,53 @@ def _image_size(data: bytes) -> tuple[int, int]:
     if data[:4] == b"GIF8" and len(data) >= 10:
         return struct.unpack("<HH", data[6:10])
     return 64, 64
+
+
+def _snowflake(when: datetime) -> int:
+    """The lowest snowflake of the millisecond `when` (as discord.utils.time_snowflake)."""
+    return (int(when.timestamp() * 1000) - DISCORD_EPOCH_MS) << 22
+
+
+def _bad_context_menu(cmd: Json) -> bool:
+    """Whether Discord refuses a USER or MESSAGE command: unlike slash commands their names may have capitals and
+    spaces (1-32 characters), and they take no description and no options ("Application Command Naming")."""
+    name = cmd.get("name", "")
+    return not 1 <= len(name) <= 32 or bool(cmd.get("description")) or bool(cmd.get("options"))
+
+
+def _text_inputs(components: Sequence[Json]) -> list[Json]:
+    """The text inputs of a modal: in action rows (type 1) or labels (type 18, with one `component`)."""
+    found: list[Json] = []
+    for component in components:
+        if component.get("type") == 1:
+            found += _text_inputs(component.get("components") or [])
+        elif component.get("type") == 18 and isinstance(component.get("component"), dict):
+            found += _text_inputs([component["component"]])
+        elif component.get("type") == 4:
+            found.append(component)
+    return found
+
+
+def _modal_errors(data: Json) -> Json:
+    """Discord's form checks of a MODAL callback's data (see MODAL_TITLE_MAX)."""
+    errors: Json = {}
+    if not 1 <= len(data.get("title") or "") <= MODAL_TITLE_MAX:
+        errors["title"] = _field_error("BASE_TYPE_BAD_LENGTH", f"Must be between 1 and {MODAL_TITLE_MAX} in length.")
+    if not 1 <= len(data.get("custom_id") or "") <= 100:
+        errors["custom_id"] = _field_error("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
+    components = data.get("components") or []
+    inputs = _text_inputs(components)
+    bad_input = any(
+        not 1 <= len(i.get("custom_id") or "") <= 100
+        or len(i.get("label") or "") > MODAL_TITLE_MAX
+        or i.get("style") not in (1, 2)
+        or not 0 <= int(i.get("min_length") or 0) <= TEXT_INPUT_MAX
+        or not 1 <= int(i.get("max_length") or TEXT_INPUT_MAX) <= TEXT_INPUT_MAX
+        for i in inputs
+    )
+    if not 1 <= len(components) <= 5 or not inputs or bad_input:
+        errors["components"] = _field_error("BASE_TYPE_BAD_LENGTH", "Invalid components.")
+    return errors
 
 
 def _json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -823,6 +881,8 @@ class FakeDiscord:
         for i, cmd in enumerate(call.json or []):
             name, desc = cmd.get("name", ""), cmd.get("description", "")
             bad = not re.fullmatch(r"[-_\w]{1,32}", name) or name != name.lower() or len(desc) > 100
+            if int(cmd.get("type") or 1) in (USER_COMMAND, MESSAGE_COMMAND):
+                bad = _bad_context_menu(cmd)
             if bad or len(cmd.get("options") or []) > 25:
                 errors[str(i)] = _field_error("APPLICATION_COMMAND_INVALID", "Invalid application command")
         if errors:
@@ -832,7 +892,7 @@ class FakeDiscord:
             if cmd["name"] not in previous:
                 previous[cmd["name"]] = str(self._next_command_id)
                 self._next_command_id += 1
-            out = {"type": 1, "options": [], **cmd, "id": previous[cmd["name"]], "version": "1"}
+            out = {"type": 1, "options": [], "description": "", **cmd, "id": previous[cmd["name"]], "version": "1"}
             out["application_id"] = str(self.application_id)
             if guild is not None:
                 out["guild_id"] = str(guild)
@@ -1115,6 +1175,12 @@ class FakeDiscord:
             return _error(400, 50035, "Invalid Form Body", errors)
         if rtype in (6, 7) and it.message_id is None:
             return _error(400, 50035, "Invalid Form Body", {"type": _field_error("INTERACTION_TYPE", "Invalid type")})
+        if rtype == 9:  # MODAL: "Not available for MODAL_SUBMIT and PING interactions" (receiving-and-responding)
+            modal_errors = _modal_errors(data)
+            if it.type == 5:
+                modal_errors["type"] = _field_error("INTERACTION_TYPE", "Invalid type")
+            if modal_errors:
+                return _error(400, 50035, "Invalid Form Body", modal_errors)
         if rtype == 4:
             message = self._create_response_message(it, data)
             message["flags"] = int(data.get("flags") or 0) & (64 | 4 | 4096)
@@ -1491,6 +1557,125 @@ class FakeDiscord:
         it, payload = self._new_interaction(3, data, user_id, int(msg["channel_id"]), permissions, message_id)
         await self.dispatch("INTERACTION_CREATE", payload)
         return it.token
+
+    # ------------------------------------------------------------------ message commands, modals, user options, history
+
+    async def send_message_command(
+        self, name: str, message_id: int, *, user_id: int = 200, permissions: str = ALL_PERMISSIONS
+    ) -> str:
+        """Dispatch a message context-menu command (right-click a message > Apps); returns the interaction token.
+
+        INTERACTION_CREATE type 2 whose ``data`` has ``type`` 3 (MESSAGE), ``target_id`` and the message itself in
+        ``resolved.messages`` (interactions/receiving-and-responding "Application Command Data Structure"), which
+        discord.py hands to the callback (app_commands/tree.py ``_call_context_menu``). A global command carries
+        no ``data.guild_id``. The command must have been synced: Discord shows no other.
+        """
+        msg = self.messages.get(message_id)
+        if msg is None:
+            raise KeyError(f"no stored message {message_id}")
+        synced = [c for cmds in self.commands.values() for c in cmds if c["name"] == name and c.get("type") == 3]
+        if not synced:
+            raise KeyError(f"no message command {name!r} was synced")
+        resolved = {k: v for k, v in msg.items() if k != "member"}
+        data: Json = {
+            "id": synced[0]["id"],
+            "name": name,
+            "type": MESSAGE_COMMAND,
+            "target_id": str(message_id),
+            "resolved": {"messages": {str(message_id): resolved}},
+        }
+        it, payload = self._new_interaction(2, data, user_id, int(msg["channel_id"]), permissions)
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return it.token
+
+    def modal_shown(self, token: str) -> Json | None:
+        """The modal the bot answered the interaction ``token`` with (its MODAL callback's data), if any."""
+        for call in self.interaction_responses(token):
+            body = call.json if isinstance(call.json, dict) else {}
+            if call.path.endswith("/callback") and call.status == 200 and body.get("type") == 9:
+                return dict(body.get("data") or {})
+        return None
+
+    async def submit_modal(
+        self, token: str, values: dict[str, str], *, user_id: int | None = None, permissions: str = ALL_PERMISSIONS
+    ) -> str:
+        """The user fills in and submits the modal shown for interaction ``token``; returns the new token.
+
+        INTERACTION_CREATE type 5 (MODAL_SUBMIT) with the modal's ``custom_id`` and its components, each text input
+        carrying the ``value`` typed ("Modal Submit Data Structure"); keyed by text input ``custom_id``. Like the
+        Discord client, it refuses to submit a required input left empty or a value outside min/max_length.
+        """
+        modal = self.modal_shown(token)
+        origin = self._interactions.get(token)
+        if modal is None or origin is None:
+            raise KeyError(f"interaction {token} showed no modal")
+
+        def filled(component: Json) -> Json:
+            kind = component.get("type")
+            if kind == 1:
+                return {"type": 1, "components": [filled(c) for c in component.get("components") or []]}
+            if kind == 18:
+                return {"type": 18, "component": filled(component["component"])}
+            custom_id = component["custom_id"]
+            value = values.get(custom_id, "")
+            low, high = int(component.get("min_length") or 0), int(component.get("max_length") or TEXT_INPUT_MAX)
+            if (component.get("required", True) and not value) or (value and not low <= len(value) <= high):
+                raise ValueError(f"the client would not submit {value!r} for {custom_id}")
+            return {"type": 4, "custom_id": custom_id, "value": value}
+
+        data = {"custom_id": modal["custom_id"], "components": [filled(c) for c in modal.get("components") or []]}
+        who = origin.user_id if user_id is None else user_id
+        it, payload = self._new_interaction(5, data, who, origin.channel_id, permissions, origin.message_id)
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return it.token
+
+    async def send_slash_command_with_members(
+        self,
+        name: str,
+        options: dict[str, Any] | None,
+        members: dict[str, int],
+        *,
+        user_id: int = 200,
+        channel_id: int = 500,
+        permissions: str = ALL_PERMISSIONS,
+    ) -> str:
+        """A slash command with USER options (type 6): ``members`` maps option names to user ids.
+
+        Discord sends the id as the option's value and the user and member in ``data.resolved`` (users, members
+        without ``user``); discord.py builds the Member from them (app_commands/namespace.py).
+        """
+        data = self._command_data(name, options, None, None)
+        for option, uid in members.items():
+            data["options"].append({"name": option, "type": 6, "value": str(uid)})
+        data["resolved"] = {
+            "users": {str(uid): self._user_of(uid) for uid in members.values()},
+            "members": {str(uid): self._member() for uid in members.values()},
+        }
+        it, payload = self._new_interaction(2, data, user_id, channel_id, permissions)
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return it.token
+
+    def post_history(
+        self, channel_id: int, entries: Sequence[tuple[int, str]], *, start: datetime, spacing: timedelta
+    ) -> list[Json]:
+        """Messages people posted earlier: ``(author id, content)``, ``spacing`` apart from ``start``.
+
+        Their ids are real snowflakes of those times (so discord.py's ``created_at`` and history reads by date
+        work) and nothing is dispatched: the bot finds them only by reading the channel's history. Every message
+        created later gets a larger id, as it would.
+        """
+        out: list[Json] = []
+        for index, (author_id, content) in enumerate(entries):
+            when = start + index * spacing
+            mid = max(self._next_message_id, _snowflake(when))
+            self._next_message_id = mid + 1
+            msg = self._new_message(channel_id, author_id, {"content": content}, message_id=mid)
+            msg["timestamp"] = when.isoformat()
+            msg["mentions"] = [self._user_of(int(uid)) for uid in dict.fromkeys(MENTION_RE.findall(content))]
+            if self._guild_of(channel_id) is not None:
+                msg["member"] = self._member()
+            out.append(msg)
+        return out
 
     # ------------------------------------------------------------------ channel kinds and bot permissions
 

@@ -170,6 +170,9 @@ class ChatScript:
     # Extras beyond the minimal contract:
     lines_per_write: int = 1  # >1 packs several NDJSON lines into one write
     raw_error_body: bool = False  # send `error` as a text/plain body (like a proxy), not JSON
+    # Hold the answer (after the request was received, before anything is sent) until the test sets it:
+    # a model busy for exactly as long as a test needs to look at what the bot shows meanwhile.
+    hold: asyncio.Event | None = None
 
 
 @dataclass(eq=False)
@@ -1084,6 +1087,8 @@ class FakeOllama:
                 if cold and self.load_delay:
                     await asyncio.sleep(self.load_delay)
                 t_loaded = time.perf_counter_ns()
+                if script.hold is not None:
+                    await script.hold.wait()
                 if script.first_token_delay:
                     await asyncio.sleep(script.first_token_delay)
                 if script.status is not None or script.error is not None:
