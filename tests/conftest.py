@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from bot.config import Settings
 from bot.ollama.client import OllamaClient
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_ollama import FakeOllama
+from tests.postgres_server import PostgresServer, find_bin_dir, missing_reason
 
 TOKEN = "fake-token"
 
@@ -168,3 +169,31 @@ async def harness(discord_server: FakeDiscord, ollama_server: FakeOllama, tmp_pa
         yield h
     finally:
         await h.stop_all()
+
+
+# A real PostgreSQL (tests/postgres_server.py): one server for the whole run, a fresh database per test.
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    reason = missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    bin_dir = find_bin_dir()
+    assert bin_dir is not None
+    server = PostgresServer.create(bin_dir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty database on the shared test server."""
+    name = postgres_server.new_database()
+    try:
+        yield postgres_server.url(name)
+    finally:
+        postgres_server.drop_database(name)
