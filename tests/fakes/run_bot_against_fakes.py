@@ -37,6 +37,7 @@ def run() -> None:
                 return seconds
 
         discord.client.ExponentialBackoff = OutageBackoff  # type: ignore[misc]
+        discord.shard.ExponentialBackoff = OutageBackoff  # type: ignore[misc]  # the sharded client's own
     main(args)
 
 
