@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 import aiohttp
@@ -38,7 +39,8 @@ from bot.metrics import Metrics
 from bot.ollama.catalog import ModelCatalog, find_model
 from bot.ollama.client import OllamaClient
 from bot.ollama.errors import OllamaError
-from bot.storage.database_url import Backend
+from bot.storage.copy import copy_store
+from bot.storage.database_url import Backend, parse_database_url, redact
 from bot.storage.postgres import DatabaseUnreachable
 from bot.streaming.notes import describe_error
 from bot.streaming.pacing import ChannelWriteBudget
@@ -581,14 +583,43 @@ async def run_sync(settings: Settings, guild_id: int | None, out: TextIO = sys.s
         await store.close()
 
 
+async def run_store_copy(source: str, target: str, out: TextIO = sys.stdout) -> int:
+    """`store copy --from URL --to URL`: 0 when copied, 2 for a bad URL or an unreachable database, else 1."""
+    urls = []
+    for flag, raw in (("--from", source), ("--to", target)):
+        try:
+            urls.append(parse_database_url(raw, Path("data")) if raw.strip() else None)
+        except ValueError as exc:
+            print(f"{flag} {redact(raw)}: {exc}", file=sys.stderr)
+            return DATABASE_UNREACHABLE_EXIT
+        if urls[-1] is None:
+            print(f"{flag} needs a database URL (sqlite:///path or postgresql://…)", file=sys.stderr)
+            return DATABASE_UNREACHABLE_EXIT
+    origin, destination = urls
+    assert origin is not None and destination is not None
+    try:
+        result = await copy_store(origin, destination)
+    except StoreError as exc:
+        return _store_failure_exit(exc)
+    print(f"copied {result.describe()} from {origin.shown} to {destination.shown}", file=out)
+    return 0
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The command line: run (default), check, or sync [--guild ID]."""
+    """The command line: run (default), check, sync [--guild ID], or store copy --from URL --to URL."""
     parser = argparse.ArgumentParser(prog="ollacord", description="A Discord bot for your local Ollama models.")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="run the bot (the default)")
     sub.add_parser("check", help="check the config, Ollama, the default model and the Discord token")
     sync = sub.add_parser("sync", help="publish the slash commands")
     sync.add_argument("--guild", type=int, help="publish to this server only (instant)")
+    store = sub.add_parser("store", help="move the state (settings, answer records) between databases")
+    store_commands = store.add_subparsers(dest="store_command", required=True)
+    copy = store_commands.add_parser("copy", help="copy everything into a new, empty database")
+    copy.add_argument(
+        "--from", dest="source", required=True, metavar="URL", help="e.g. sqlite:///data/ollacord.sqlite3"
+    )
+    copy.add_argument("--to", dest="target", required=True, metavar="URL", help="e.g. postgresql://user:pw@host/db")
     return parser.parse_args(argv)
 
 
@@ -596,6 +627,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
     args = parse_args(argv)
     load_dotenv(find_dotenv(usecwd=True))
+    if args.command == "store":
+        # Needs no token or Ollama: only the two databases named on the command line.
+        setup_logging(logging.getLevelNamesMapping().get(os.environ.get("LOG_LEVEL", "").upper(), logging.INFO))
+        sys.exit(asyncio.run(run_store_copy(args.source, args.target)))
     try:
         settings = Settings.from_env(os.environ)
     except ConfigError as exc:
