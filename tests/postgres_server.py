@@ -60,8 +60,11 @@ def free_port() -> int:
 class PostgresServer:
     """One PostgreSQL cluster: initdb once, then start, stop and restart it as the tests need."""
 
-    def __init__(self, bin_dir: Path, root: Path, port: int | None = None) -> None:
+    def __init__(self, bin_dir: Path, root: Path, port: int | None = None, *, durable: bool = False) -> None:
         self.bin_dir = bin_dir
+        # A server that a test stops with `immediate` must not lose commits: with synchronous_commit off, the
+        # last few hundred milliseconds of them would still be in its memory only.
+        self.durable = durable
         self.root = root
         self.data = root / "data"
         self.log = root / "server.log"
@@ -107,20 +110,25 @@ class PostgresServer:
             "--no-sync",
         )
         password_file.unlink()
+        # Kept as initdb left it, so copies can start while this one runs.
+        shutil.copytree(server.data, server.template, symlinks=True)
         return server
 
-    def copy(self) -> PostgresServer:
-        """A second, stopped cluster with the same users: a copy of this one's files (stop this one first)."""
+    @property
+    def template(self) -> Path:
+        return self.root / "template"
+
+    def copy(self, *, durable: bool = True) -> PostgresServer:
+        """A second, stopped cluster with the same users, as this one was right after initdb."""
         root = Path(tempfile.mkdtemp(prefix="ollacord-pg-", dir=self.root.parent))
-        shutil.copytree(self.data, root / "data", symlinks=True)
+        shutil.copytree(self.template, root / "data", symlinks=True)
         if os.geteuid() == 0:
             owner = pwd.getpwnam(RUN_AS)
             for path in [root, *root.rglob("*")]:
                 os.chown(path, owner.pw_uid, owner.pw_gid, follow_symlinks=False)
         root.chmod(0o700)
         (root / "data").chmod(0o700)
-        (root / "data" / "postmaster.pid").unlink(missing_ok=True)
-        return PostgresServer(self.bin_dir, root)
+        return PostgresServer(self.bin_dir, root, durable=durable)
 
     def start(self) -> None:
         """Start and wait until it accepts connections."""
@@ -130,7 +138,7 @@ class PostgresServer:
                 "-c listen_addresses=127.0.0.1",
                 "-c unix_socket_directories=''",
                 "-c fsync=off",
-                "-c synchronous_commit=off",
+                f"-c synchronous_commit={'on' if self.durable else 'off'}",
                 "-c full_page_writes=off",
                 "-c max_connections=300",
                 "-c shared_buffers=32MB",

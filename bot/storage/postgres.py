@@ -173,7 +173,9 @@ class PostgresDatabase:
         try:
             pool: asyncpg.Pool[asyncpg.Record] = await asyncpg.create_pool(
                 dsn,
-                min_size=1,
+                # No floor of idle connections: while the server is down asyncpg would keep trying to restore
+                # it, logging a traceback each time. Connections open as operations need them.
+                min_size=0,
                 max_size=pool_size,
                 timeout=connect_timeout,
                 command_timeout=operation_timeout,
@@ -182,6 +184,12 @@ class PostgresDatabase:
                 server_settings={"application_name": "ollacord"},
             )
         except _OPEN_FAILURES as exc:
+            raise DatabaseUnreachable(describe_connect_error(exc, dsn, connect_timeout)) from exc
+        try:
+            async with pool.acquire() as conn:  # the first connection: reachable, and the login accepted?
+                await conn.fetchval("SELECT 1")
+        except _OPEN_FAILURES as exc:
+            pool.terminate()
             raise DatabaseUnreachable(describe_connect_error(exc, dsn, connect_timeout)) from exc
         try:
             info = await _prepare(pool, dsn, migrations, connect_timeout)
