@@ -15,14 +15,18 @@ itself must make sure that at most one instance writes to Discord at any time. L
 2. The active instance renews its row in `ollacord_leaders` every L/6 (`renewed_at = clock_timestamp()`
    on the server) and keeps, on its own monotonic clock, the time it *sent* the last renewal the server
    confirmed. Any later release of the lock happens after that send.
-   - L/2 after that send without a newer confirmation, it stops: no new questions, streaming replies
-     end with a note, the Discord connection closes.
+   - 0.6 L after that send without a newer confirmation, it stops: no new questions, streaming replies
+     end with a note, the Discord connection closes. Until then, if the lock's session ended (the
+     database restarted, say), it tries to get the lock back on a new session; that is safe because of 3.
    - At L after that send it has stopped writing to Discord altogether: every REST write checks the
      lease (see `may_write`), so even a process that was frozen and wakes up writes nothing.
 3. A standby that gets the lock reads the previous holder's row. Unless that holder released the lock
    itself (a graceful hand-over), the standby waits until `renewed_at + L` has passed on the server's
    clock before it connects to Discord. By 2, the previous holder has stopped by then: its last
    confirmed renewal was sent before the server stamped `renewed_at`.
+
+While PostgreSQL is down for longer than 0.6 L, no instance answers: none can prove it is the only one.
+They come back by themselves when it is up again.
 
 Only durations are compared across machines (each on one clock), never wall-clock times, so clock skew
 does not matter; what is assumed is that clocks run at the same rate over a few seconds. Failover takes
@@ -72,7 +76,7 @@ _RENEW = (
     "WHERE lock_key = $1 AND instance = $2 AND backend_pid = pg_backend_pid() RETURNING 1"
 )
 _PREVIOUS = (
-    "SELECT state, instance_name, EXTRACT(EPOCH FROM clock_timestamp() - renewed_at)::float8 AS idle "
+    "SELECT state, instance, instance_name, EXTRACT(EPOCH FROM clock_timestamp() - renewed_at)::float8 AS idle "
     "FROM ollacord_leaders WHERE lock_key = $1"
 )
 # An instance is alive while its lock session holds the lock, or its lease may still run.
@@ -162,6 +166,7 @@ class Leadership:
         self._wind_down_timer: asyncio.TimerHandle | None = None
         self.lost = asyncio.Event()
         self.lost_reason = ""
+        self._wake = asyncio.Event()  # renew now: the lock's session has just ended
         self._status = LeaderStatus(active=False, active_instance=None, problem="looking for the active instance")
 
     # -- timings (see the module docstring)
@@ -173,8 +178,11 @@ class Leadership:
 
     @property
     def wind_down_after(self) -> float:
-        """Without a confirmed renewal for this long, the active instance stops answering."""
-        return self.lease / 2
+        """Without a confirmed renewal for this long, the active instance stops answering.
+
+        What is left of the lease after this is for the final edits of the replies it cuts short.
+        """
+        return self.lease * 0.6
 
     def status(self) -> LeaderStatus:
         """This instance's role and the active instance, for /healthz."""
@@ -221,17 +229,18 @@ class Leadership:
             },
         )
 
-    async def _try_to_become_active(self) -> None:
+    async def _lock_connection(self) -> asyncpg.Connection[asyncpg.Record]:
         if self._conn is None or self._conn.is_closed():
             self._conn = await self._connect()
-            # A session the server ends (restart, timeout, administrator) is noticed at once, not at the next renewal.
+            # A session the server ends (restart, administrator) is noticed at once, not at the next renewal.
             self._conn.add_termination_listener(self._on_terminated)
-        conn = self._conn
+        return self._conn
+
+    async def _try_to_become_active(self) -> None:
+        conn = await self._lock_connection()
         announced = False
         while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_key):
-            row = await conn.fetchrow(
-                "SELECT instance_name, state FROM ollacord_leaders WHERE lock_key = $1", self.lock_key
-            )
+            row = await conn.fetchrow("SELECT instance_name FROM ollacord_leaders WHERE lock_key = $1", self.lock_key)
             active = str(row["instance_name"]) if row is not None else None
             if not announced or active != self._status.active_instance or self._status.problem:
                 log.info("standby for %s: %s is active", self.shard_group, active or "another instance")
@@ -244,9 +253,9 @@ class Leadership:
         self.lost.clear()
         self.lost_reason = ""
         self._confirmed(sent)
-        self._heartbeat = asyncio.create_task(self._renew(conn), name="leader-lease")
+        self._heartbeat = asyncio.create_task(self._renew(), name="leader-lease")
         settle = 0.0
-        if previous is not None and previous["state"] == "active":
+        if previous is not None and previous["state"] == "active" and previous["instance"] != self.instance:
             settle = max(0.0, self.lease - float(previous["idle"]))
         if settle > 0:
             log.info(
@@ -275,8 +284,7 @@ class Leadership:
         )
 
     def _on_terminated(self, conn: object) -> None:
-        if self._confirmed_sent is not None:
-            self._lose("the database ended the session holding the lock")
+        self._wake.set()
 
     def _lose(self, reason: str) -> None:
         if self.lost.is_set():
@@ -287,21 +295,52 @@ class Leadership:
         if self._wind_down_timer is not None:
             self._wind_down_timer.cancel()
 
-    async def _renew(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    async def _renew(self) -> None:
+        """Renew every renew_every; when the lock's session is gone, try to get the lock back within the lease.
+
+        Getting it back is safe: whoever held it meanwhile waited out this instance's lease before
+        answering (see the module docstring, point 3), so it has not answered yet, and it no longer holds it.
+        """
+        failing = False
         while not self.lost.is_set():
-            await asyncio.sleep(self.renew_every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.renew_every)
+            self._wake.clear()
             sent = self._clock()
             try:
                 async with asyncio.timeout(self.wind_down_after):
-                    renewed = await conn.fetchval(_RENEW, self.lock_key, self.instance)
+                    renewed = await self._renew_once()
             except _DB_FAILURES as exc:
-                self._lose(f"the database connection holding the lock failed ({type(exc).__name__}: {exc})")
-                return
-            if renewed is None:  # the row names another holder: this session no longer holds the lock
+                if not failing:
+                    log.warning(
+                        "the lock's database session failed (%s: %s); trying to get it back within the lease",
+                        type(exc).__name__,
+                        exc,
+                    )
+                failing = True
+                await self._drop_connection()
+                continue
+            if renewed is None:
+                continue  # not held by this session yet (another session may still hold it): try again
+            if not renewed:
                 self._lose("another instance holds the lock")
                 return
+            if failing:
+                log.info("got the lock for %s back", self.shard_group)
+                failing = False
             if not self.lost.is_set():
                 self._confirmed(sent)
+
+    async def _renew_once(self) -> bool | None:
+        """True: renewed. False: the row names another holder. None: the lock can't be had right now."""
+        reconnect = self._conn is None or self._conn.is_closed()
+        conn = await self._lock_connection()
+        if reconnect:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_key):
+                return None
+            await conn.execute(_UPSERT_ROW, self.lock_key, self.shard_group, self.instance, self.name)
+            return True
+        return await conn.fetchval(_RENEW, self.lock_key, self.instance) is not None
 
     async def step_down(self) -> None:
         """After losing the lock: forget it and close its connection, ready to wait as a standby again."""

@@ -83,27 +83,71 @@ async def test_one_is_active_the_other_waits_and_takes_over_at_once_on_hand_over
     assert await live_instances(database, LEASE) == {"bot-b/run"}
 
 
-async def test_a_holder_whose_session_ends_has_stopped_before_the_standby_is_active(
-    instances: Callable[..., Leadership], database: PostgresSettingsStore, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The server ends the active instance's session (restart, administrator, crash): its process lives on."""
-    caplog.set_level(logging.INFO, logger="bot.leadership")
-    first, second = instances("bot-a"), instances("bot-b")
-    await first.acquire()
-    waiting = asyncio.create_task(second.acquire())
-    await wait_until(lambda: second.status().active_instance == "bot-a")
+def through(proxy: TcpProxy, dsn: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"))
 
-    conn = await asyncpg.connect(database.database.dsn)
+
+async def proxy_to(dsn: str) -> TcpProxy:
+    parts = urlsplit(dsn)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    return proxy
+
+
+async def terminate_holder(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute("SELECT pg_terminate_backend(backend_pid) FROM ollacord_leaders WHERE lock_key = $1", KEY)
+        pid = int(await conn.fetchval("SELECT backend_pid FROM ollacord_leaders WHERE lock_key = $1", KEY))
+        await conn.execute("SELECT pg_terminate_backend($1)", pid)
+        return pid
     finally:
         await conn.close()
-    await asyncio.wait_for(first.lost.wait(), 20)
-    await asyncio.wait_for(waiting, 20)
 
-    assert not first.may_write(), "the old holder could still write when the new one became active"
-    assert second.may_write()
-    assert "did not hand over" in caplog.text
+
+async def holder_pid(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT backend_pid FROM ollacord_leaders WHERE lock_key = $1", KEY))
+    finally:
+        await conn.close()
+
+
+async def test_a_holder_whose_session_ends_gets_the_lock_back_when_nobody_took_it(
+    instances: Callable[..., Leadership], database: PostgresSettingsStore
+) -> None:
+    """A database restart or an administrator ends the session: the instance stays active, on a new session."""
+    first = instances("bot-a")
+    await first.acquire()
+    old_pid = await terminate_holder(database.database.dsn)
+    async with asyncio.timeout(20):
+        while await holder_pid(database.database.dsn) == old_pid:
+            await asyncio.sleep(0.05)
+    assert not first.lost.is_set() and first.may_write()
+    assert await live_instances(database, LEASE) == {"bot-a/run"}
+
+
+async def test_a_holder_cut_off_whose_session_ends_has_stopped_before_the_standby_is_active(
+    instances: Callable[..., Leadership], database: PostgresSettingsStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server frees the lock at once, while the holder, cut off, cannot learn it: the standby waits it out."""
+    caplog.set_level(logging.INFO, logger="bot.leadership")
+    dsn = database.database.dsn
+    proxy = await proxy_to(dsn)
+    first, second = instances("bot-a", through(proxy, dsn)), instances("bot-b")
+    try:
+        await first.acquire()
+        waiting = asyncio.create_task(second.acquire())
+        await wait_until(lambda: second.status().active_instance == "bot-a")
+        proxy.freeze()
+        await terminate_holder(dsn)
+        await asyncio.wait_for(waiting, 20)
+
+        assert not first.may_write(), "the old holder could still write when the new one became active"
+        assert first.lost.is_set() and second.may_write()
+        assert "did not hand over" in caplog.text
+    finally:
+        await proxy.close()
 
 
 async def test_a_split_network_never_leaves_two_writers(
@@ -111,11 +155,8 @@ async def test_a_split_network_never_leaves_two_writers(
 ) -> None:
     """The active instance's packets stop arriving and nothing errors: it stops itself; the server frees the lock."""
     dsn = database.database.dsn
-    parts = urlsplit(dsn)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    await proxy.start()
-    through_proxy = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"))
-    first, second = instances("bot-a", through_proxy), instances("bot-b")
+    proxy = await proxy_to(dsn)
+    first, second = instances("bot-a", through(proxy, dsn)), instances("bot-b")
     try:
         await first.acquire()
         waiting = asyncio.create_task(second.acquire())
@@ -139,19 +180,22 @@ async def test_a_split_network_never_leaves_two_writers(
 async def test_live_instances_are_the_holders_and_those_within_their_lease(
     instances: Callable[..., Leadership], database: PostgresSettingsStore
 ) -> None:
-    first = instances("bot-a")
+    dsn = database.database.dsn
+    proxy = await proxy_to(dsn)
+    first = instances("bot-a", through(proxy, dsn))
     await first.acquire()
     assert await live_instances(database, LEASE) == {"bot-a/run"}
-    conn = await asyncpg.connect(database.database.dsn)
+    conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute("SELECT pg_terminate_backend(backend_pid) FROM ollacord_leaders WHERE lock_key = $1", KEY)
-        await asyncio.wait_for(first.lost.wait(), 20)
+        proxy.freeze()
+        await terminate_holder(dsn)
         # No longer holding, but its lease may still run: still counted as alive, its answers left alone.
         assert await live_instances(database, LEASE) == {"bot-a/run"}
         await conn.execute("UPDATE ollacord_leaders SET renewed_at = renewed_at - interval '1 minute'")
         assert await live_instances(database, LEASE) == set()
     finally:
         await conn.close()
+        await proxy.close()
 
 
 def streaming(answer_id: str, instance: str) -> AnswerRecord:
