@@ -215,6 +215,8 @@ class FakeDiscord:
         # go only to the shard with shard_id = (guild_id >> 22) % num_shards, DMs only to shard 0.
         self.recommended_shards = 1
         self._shard_of: dict[web.WebSocketResponse, tuple[int, int]] = {}
+        # The most sessions one shard ever had at once: Discord allows several, and sends each of them every event.
+        self.max_sessions_per_shard = 0
         self._session_shard: dict[str, tuple[int, int]] = {}
 
         self._next_message_id = 10000
@@ -583,6 +585,8 @@ class FakeDiscord:
             **{key: [] for key in ("private_channels", "presences", "relationships")},
         }
         self._sockets.add(ws)
+        same_shard = sum(1 for other in self._sockets if self._shard_of.get(other) == (shard_id, shard_count))
+        self.max_sessions_per_shard = max(self.max_sessions_per_shard, same_shard)
         await self._send(ws, "READY", ready)
         if on_shard:
             await self._send(ws, "GUILD_CREATE", self._guild_payload())
