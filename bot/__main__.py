@@ -409,14 +409,13 @@ def _fence_writes(bot: OllacordBot, leadership: Leadership) -> None:
     adapter._ollacord_fenced = True  # type: ignore[attr-defined]
 
 
-def new_bot(services: Services) -> OllacordBot:
+def new_bot(services: Services, **client_options: Any) -> OllacordBot:
     """The Discord client the bot runs on: discord.py's automatic sharding, or the shards of SHARD_COUNT/SHARD_IDS."""
     shards = services.settings.shards
-    if shards.count is None:
-        return ShardedOllacordBot(services)
-    return ShardedOllacordBot(
-        services, shard_count=shards.count, shard_ids=list(shards.ids) if shards.ids is not None else None
-    )
+    if shards.count is not None:
+        client_options["shard_count"] = shards.count
+        client_options["shard_ids"] = list(shards.ids) if shards.ids is not None else None
+    return ShardedOllacordBot(services, **client_options)
 
 
 async def _log_in(

@@ -60,6 +60,8 @@ class Instance:
             str(RUNNER),
             discord.base_url,
             discord.gateway_url,
+            "--guild-ready-timeout",
+            "0.05",
             "run",
             cwd=workdir,
             env=environment,

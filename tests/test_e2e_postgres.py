@@ -164,6 +164,8 @@ async def test_the_database_restarts_while_the_bot_runs(
     await asyncio.to_thread(own_server.start)
 
     await bot.wait_for_health("ok: active instance bot-a")
+    # The lock's session ended with the restart: the instance got it back, or stepped down and came back.
+    assert "got the lock for auto back" in bot.output or "lost the active/standby lock" in bot.output
     assert await ask(harness, "still there?") == ["Fine."]
     assert harness.ollama.chat_requests[-1].json["model"] == "qwen3:8b"
     assert "now `gemma3:4b`" in await command(harness, "model", {"name": "gemma3:4b"})
@@ -217,10 +219,11 @@ async def test_a_split_network_never_lets_two_instances_answer(
 
         proxy.freeze()
         prompts: list[int] = []
+        # Questions throughout the hand-over, until the standby is on the gateway.
         while "connected to Discord as" not in second.output:
-            assert len(prompts) < 200, second.output
+            assert len(prompts) < 100, second.output
             prompts.append(int((await harness.discord.send_user_message(f"q{len(prompts)}", mention_bot=True))["id"]))
-            await asyncio.sleep(0.4)
+            await asyncio.sleep(0.5)
         assert await ask(harness, "after the split") == ["One answer."]
         await first.wait_for_output("lost the active/standby lock")
 
