@@ -163,9 +163,13 @@ async def test_the_database_restarts_while_the_bot_runs(
     await asyncio.to_thread(own_server.stop, "fast")
     await asyncio.to_thread(own_server.start)
 
+    # The lock's session ended with the restart: the instance gets it back, or steps down and comes back.
+    await bot.wait_until(
+        lambda: "got the lock for auto back" in bot.output or "lost the active/standby lock" in bot.output,
+        TIMEOUT,
+        "the lock's recovery",
+    )
     await bot.wait_for_health("ok: active instance bot-a")
-    # The lock's session ended with the restart: the instance got it back, or stepped down and came back.
-    assert "got the lock for auto back" in bot.output or "lost the active/standby lock" in bot.output
     assert await ask(harness, "still there?") == ["Fine."]
     assert harness.ollama.chat_requests[-1].json["model"] == "qwen3:8b"
     assert "now `gemma3:4b`" in await command(harness, "model", {"name": "gemma3:4b"})
