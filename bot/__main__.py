@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 import aiohttp
@@ -21,13 +23,15 @@ import discord
 from dotenv import find_dotenv, load_dotenv
 
 from bot.answers.book import AnswerBook
+from bot.answers.postgres_store import PostgresAnswerStore
 from bot.answers.service import AnswerService
 from bot.answers.sqlite_store import SqliteAnswerStore
 from bot.answers.store import AnswerStore, MemoryAnswerStore
-from bot.app import OllacordBot
+from bot.app import OllacordBot, ShardedOllacordBot
 from bot.attachments import AttachmentLimits
 from bot.backoff import Backoff
-from bot.channel_settings.store import DATABASE_FILENAME, SettingsStore, SqliteSettingsStore, StoreError
+from bot.channel_settings.postgres_store import PostgresSettingsStore
+from bot.channel_settings.store import SettingsStore, SqliteSettingsStore, StoreError
 from bot.clock import MonotonicClock
 from bot.config import SHUTDOWN_FINAL_EDITS_SECONDS, ConfigError, Settings
 from bot.health import HealthServer
@@ -35,6 +39,7 @@ from bot.knowledge.base import KnowledgeBase, KnowledgeLimits
 from bot.knowledge.embedder import Embedder
 from bot.knowledge.sqlite_store import SqliteKnowledgeStore
 from bot.knowledge.store import KnowledgeStore, MemoryKnowledgeStore
+from bot.leadership import Leadership, live_instances, lock_key_for, process_instance_id
 from bot.logs import setup_logging
 from bot.metrics import Metrics
 from bot.ollama.catalog import ModelCatalog, find_model
@@ -42,6 +47,9 @@ from bot.ollama.client import OllamaClient
 from bot.ollama.errors import OllamaError
 from bot.prompt_preparation import PromptPreparer
 from bot.services import Services
+from bot.storage.copy import copy_store
+from bot.storage.database_url import Backend, parse_database_url, redact
+from bot.storage.postgres import DatabaseUnreachable
 from bot.streaming.notes import describe_error
 from bot.streaming.pacing import ChannelWriteBudget
 from bot.usage.ledger import UsageLedger
@@ -69,6 +77,11 @@ CANCEL_WAIT_SECONDS = 0.5
 # Start-up retries: the first after about a second, then twice as long each time, at most a minute apart.
 DISCORD_RETRY_FIRST_SECONDS = 1.0
 DISCORD_RETRY_MAX_SECONDS = 60.0
+# Exit status when the database can't be reached or refuses the login at start-up (as for a bad configuration).
+DATABASE_UNREACHABLE_EXIT = 2
+# After losing the lock, the bot's own shutdown gets the lease's remaining time minus this margin for its last
+# edits; every Discord write is refused once the lease has run out anyway (see _fence_writes).
+STEP_DOWN_MARGIN = 0.25
 # View Channels, Send Messages, Send Messages in Threads, Create Public Threads, Read Message History,
 # Add Reactions: what the bot needs to answer, split long answers, open /chat threads, and mark a question it
 # cannot answer where it cannot post.
@@ -87,7 +100,11 @@ def build_services(settings: Settings, session: aiohttp.ClientSession, store: Se
     catalog = ModelCatalog(ollama, clock)
     budget = ChannelWriteBudget()
     metrics = Metrics()
-    answers = AnswerBook(answer_store_for(store))
+    answers = AnswerBook(
+        answer_store_for(store),
+        instance=process_instance_id(settings.instance_name),
+        live_instances=_live_instances_in(store, settings),
+    )
     usage = UsageLedger(
         usage_store_for(store), retention_days=settings.usage_retention_days, default_host=settings.ollama_host
     )
@@ -143,9 +160,11 @@ def build_services(settings: Settings, session: aiohttp.ClientSession, store: Se
 
 
 def answer_store_for(store: SettingsStore) -> AnswerStore:
-    """Answer records live in the settings database: the same file, connection and worker thread."""
+    """Answer records live in the settings database: the same file (or pool) the settings use."""
     if isinstance(store, SqliteSettingsStore):
         return SqliteAnswerStore(store)
+    if isinstance(store, PostgresSettingsStore):
+        return PostgresAnswerStore(store)
     return MemoryAnswerStore()
 
 
@@ -163,6 +182,30 @@ def usage_store_for(store: SettingsStore) -> UsageStore:
     return MemoryUsageStore()
 
 
+def _live_instances_in(store: SettingsStore, settings: Settings) -> Callable[[], Awaitable[set[str]]] | None:
+    """Where instances share the database, which of them may still be writing their answers."""
+    if not isinstance(store, PostgresSettingsStore):
+        return None
+    return functools.partial(live_instances, store, settings.leader_lease_seconds)
+
+
+def build_leadership(settings: Settings, services: Services) -> Leadership | None:
+    """The active/standby lock of this instance's group of shards; None with SQLite (one instance, always active)."""
+    database = settings.database
+    if database.backend is not Backend.POSTGRESQL:
+        return None
+    assert database.dsn is not None
+    group = settings.shards.group
+    return Leadership(
+        database.dsn,
+        lock_key=lock_key_for(settings.discord_token, group),
+        shard_group=group,
+        instance=services.answers.instance,
+        name=settings.instance_name,
+        lease=settings.leader_lease_seconds,
+    )
+
+
 class GatewayState(Protocol):
     """What the health endpoint needs to know about the Discord connection."""
 
@@ -171,8 +214,8 @@ class GatewayState(Protocol):
         ...
 
 
-def build_health_server(bot: GatewayState, services: Services) -> HealthServer:
-    """The /healthz and /metrics endpoint: healthy when the gateway is up and Ollama answers."""
+def build_health_server(bot: GatewayState, services: Services, leadership: Leadership | None = None) -> HealthServer:
+    """The /healthz and /metrics endpoint: healthy when the gateway is up and Ollama answers (or a standby waits)."""
     settings = services.settings
 
     async def ollama_problem() -> str | None:
@@ -188,12 +231,45 @@ def build_health_server(bot: GatewayState, services: Services) -> HealthServer:
         ollama_ok=ollama_problem,
         host=settings.health_host,
         port=settings.health_port or 0,
+        role=leadership.status if leadership is not None else None,
     )
 
 
 async def open_store(settings: Settings) -> SettingsStore:
-    """Open the settings database in DATA_DIR (created on first start)."""
-    return await SqliteSettingsStore.open(settings.data_dir / DATABASE_FILENAME)
+    """Open the database DATABASE_URL names: the SQLite file in DATA_DIR by default (created on first start)."""
+    database = settings.database
+    if database.backend is Backend.POSTGRESQL:
+        assert database.dsn is not None
+        return await PostgresSettingsStore.open(database.dsn)
+    assert database.sqlite_path is not None
+    return await SqliteSettingsStore.open(database.sqlite_path)
+
+
+def _store_failure_exit(exc: StoreError) -> int:
+    """Print why the database can't be used, in one line; the exit status for it."""
+    print(exc, file=sys.stderr)
+    return DATABASE_UNREACHABLE_EXIT if isinstance(exc, DatabaseUnreachable) else 1
+
+
+async def describe_database(store: SettingsStore, settings: Settings) -> str:
+    """One line for `check`: which database, and with PostgreSQL its version, schema and active instance."""
+    if not isinstance(store, PostgresSettingsStore):
+        return f"settings database {settings.database.sqlite_path} opens"
+    info = await store.database.server_info()
+    group = settings.shards.group
+    key = lock_key_for(settings.discord_token, group)
+
+    async def read(conn: Any) -> Any:
+        return await conn.fetchrow(
+            "SELECT instance_name, state FROM ollacord_leaders WHERE lock_key = $1 AND state = 'active'", key
+        )
+
+    active = await store.run_job("read the active instance", read, write=False)
+    holder = f"{active['instance_name']} is active" if active is not None else "no instance is active"
+    return (
+        f"PostgreSQL {info.version} at {store.shown} answers (schema version {info.schema_version}); "
+        f"shards {group}: {holder}"
+    )
 
 
 def invite_url(application_id: int) -> str:
@@ -233,15 +309,16 @@ async def run_bot(settings: Settings) -> int:
     try:
         store = await open_store(settings)
     except StoreError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+        return _store_failure_exit(exc)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+    leadership: Leadership | None = None
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             services = build_services(settings, session, store)
+            leadership = build_leadership(settings, services)
             await _report_ollama(services)
             try:
-                return await _serve(services)
+                return await _serve(services, leadership)
             except discord.LoginFailure:
                 print(LOGIN_REFUSED_HELP, file=sys.stderr)
                 return 1
@@ -249,6 +326,8 @@ async def run_bot(settings: Settings) -> int:
                 print(INTENT_HELP, file=sys.stderr)
                 return 1
     finally:
+        if leadership is not None:
+            await leadership.close()
         await store.close()
 
 
@@ -263,7 +342,7 @@ class _Gateway:
         return self.bot is not None and self.bot.gateway_connected()
 
 
-async def _serve(services: Services) -> int:
+async def _serve(services: Services, leadership: Leadership | None = None) -> int:
     settings = services.settings
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -273,30 +352,55 @@ async def _serve(services: Services) -> int:
     stopping = asyncio.create_task(stop.wait(), name="wait-for-signal")
     background: set[asyncio.Task[None]] = set()
     gateway = _Gateway()
-    health = build_health_server(gateway, services) if settings.health_port else None
+    health = build_health_server(gateway, services, leadership) if settings.health_port else None
     bot: OllacordBot | None = None
+    lost: asyncio.Task[Any] | None = None
     try:
         if health is not None:
             await health.start()
             log.info("health endpoint on http://%s:%d/healthz and /metrics", settings.health_host, health.port)
-        bot = await _log_in(services, stopping)
-        if bot is None:
-            log.info("stopped before Discord could be reached")
+        while True:
+            if leadership is not None:
+                if not await _wait_until_active(leadership, stopping):
+                    log.info("stopped while standby")
+                    return 0
+                lost = asyncio.create_task(leadership.lost.wait(), name="wait-for-lock-loss")
+            bot = await _log_in(services, stopping, lost)
+            if bot is None:
+                if stopping.done():
+                    log.info("stopped before Discord could be reached")
+                    if leadership is not None:
+                        await leadership.release()
+                    return 0
+                assert leadership is not None
+                log.warning("lost the active/standby lock while connecting (%s)", leadership.lost_reason)
+                await leadership.step_down()
+                continue
+            gateway.bot = bot
+            if leadership is not None:
+                _fence_writes(bot, leadership)
+            if settings.warm_up:
+                task = asyncio.create_task(warm_up(services), name="warm-up")
+                background.add(task)
+                task.add_done_callback(background.discard)
+            connection = asyncio.create_task(bot.connect(), name="discord-gateway")
+            await asyncio.wait({connection, stopping, *([lost] if lost else [])}, return_when=asyncio.FIRST_COMPLETED)
+            if stopping.done():
+                await _shut_down(bot, connection, settings.shutdown_grace_seconds)
+                if leadership is not None:
+                    await leadership.release()  # replies are finished: a standby may take over at once
+                return 0
+            if lost is not None and lost.done() and leadership is not None:
+                await _step_down(bot, connection, leadership)
+                gateway.bot = None
+                bot = None
+                continue
+            connection.result()  # re-raises what ended the connection (e.g. refused intents)
             return 0
-        gateway.bot = bot
-        if settings.warm_up:
-            task = asyncio.create_task(warm_up(services), name="warm-up")
-            background.add(task)
-            task.add_done_callback(background.discard)
-        connection = asyncio.create_task(bot.connect(), name="discord-gateway")
-        await asyncio.wait({connection, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if stopping.done():
-            await _shut_down(bot, connection, settings.shutdown_grace_seconds)
-            return 0
-        connection.result()  # re-raises what ended the connection (e.g. refused intents)
-        return 0
     finally:
         stopping.cancel()
+        if lost is not None:
+            lost.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
@@ -310,17 +414,97 @@ async def _serve(services: Services) -> int:
             await bot.close()
 
 
-async def _log_in(services: Services, stopping: asyncio.Task[Any]) -> OllacordBot | None:
-    """A bot logged in to Discord, retrying with backoff while Discord can't be reached; None if stopped first.
+async def _wait_until_active(leadership: Leadership, stopping: asyncio.Task[Any]) -> bool:
+    """Wait as a standby until this instance holds the lock; False if a signal came first."""
+    acquiring = asyncio.create_task(leadership.acquire(), name="wait-for-lock")
+    await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if acquiring.done():
+        acquiring.result()
+        if not stopping.done():
+            return True
+        await leadership.release()
+        return False
+    await _cancel(acquiring)
+    await leadership.close()
+    return False
+
+
+async def _step_down(bot: OllacordBot, connection: asyncio.Task[None], leadership: Leadership) -> None:
+    """The lock is lost: end the replies and disconnect within the lease, then wait as a standby again.
+
+    What is left of the lease bounds the final edits; once it has run out every Discord write is refused
+    (_fence_writes), because by then another instance may be answering.
+    """
+    log.warning(
+        "lost the active/standby lock (%s): ending the replies and disconnecting; another instance takes over",
+        leadership.lost_reason,
+    )
+    shutdown = asyncio.create_task(bot.shutdown(0.0), name="step-down")
+    await asyncio.wait({shutdown}, timeout=max(0.0, leadership.seconds_left() - STEP_DOWN_MARGIN))
+    await _cancel(shutdown)
+    await _cancel(connection)
+    if not bot.is_closed():
+        await _cancel(asyncio.create_task(bot.close(), name="disconnect"))
+    await leadership.step_down()
+
+
+FENCED = "this instance no longer holds the active/standby lock; Discord writes are refused"
+
+
+def _fence_writes(bot: OllacordBot, leadership: Leadership) -> None:
+    """Refuse every Discord write (REST and interaction responses) once this instance's lease has run out.
+
+    The last line of defence of bot/leadership.py's reasoning: even a process that was frozen past its
+    lease, and wakes up with events still queued, cannot answer what another instance now answers.
+    """
+    http = bot.http
+    request = http.request
+
+    async def fenced_request(route: discord.http.Route, **kwargs: Any) -> Any:
+        if route.method != "GET" and not leadership.may_write():
+            raise aiohttp.ClientConnectionError(FENCED)
+        return await request(route, **kwargs)
+
+    http.request = fenced_request  # type: ignore[method-assign]
+    # Interaction responses and follow-ups go through discord.py's webhook adapter, one per process.
+    adapter = discord.webhook.async_.async_context.get()
+    if getattr(adapter, "_ollacord_fenced", False):
+        return
+    adapter_request = adapter.request
+
+    async def fenced_adapter_request(route: Any, *args: Any, **kwargs: Any) -> Any:
+        if route.method != "GET" and not leadership.may_write():
+            raise aiohttp.ClientConnectionError(FENCED)
+        return await adapter_request(route, *args, **kwargs)
+
+    adapter.request = fenced_adapter_request  # type: ignore[method-assign]
+    adapter._ollacord_fenced = True  # type: ignore[attr-defined]
+
+
+def new_bot(services: Services, **client_options: Any) -> OllacordBot:
+    """The Discord client the bot runs on: discord.py's automatic sharding, or the shards of SHARD_COUNT/SHARD_IDS."""
+    shards = services.settings.shards
+    if shards.count is not None:
+        client_options["shard_count"] = shards.count
+        client_options["shard_ids"] = list(shards.ids) if shards.ids is not None else None
+    return ShardedOllacordBot(services, **client_options)
+
+
+async def _log_in(
+    services: Services, stopping: asyncio.Task[Any], lost: asyncio.Task[Any] | None = None
+) -> OllacordBot | None:
+    """A bot logged in to Discord, retrying with backoff while Discord can't be reached; None if stopped first
+    (or, with `lost`, if this instance lost its active/standby lock meanwhile).
 
     Each attempt uses a fresh client: a failed login leaves discord.py's HTTP session and, when it failed
     while publishing the commands, the loaded cogs behind.
     """
     backoff = Backoff(first=DISCORD_RETRY_FIRST_SECONDS, cap=DISCORD_RETRY_MAX_SECONDS)
+    give_up = {stopping, *([lost] if lost is not None else [])}
     while True:
-        bot = OllacordBot(services)
+        bot = new_bot(services)
         login = asyncio.create_task(bot.login(services.settings.discord_token), name="discord-login")
-        await asyncio.wait({login, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({login, *give_up}, return_when=asyncio.FIRST_COMPLETED)
         if not login.done():
             await _cancel(login)
             await bot.close()
@@ -336,8 +520,8 @@ async def _log_in(services: Services, stopping: asyncio.Task[Any]) -> OllacordBo
             raise
         else:
             return bot
-        await asyncio.wait({stopping}, timeout=delay)
-        if stopping.done():
+        await asyncio.wait(give_up, timeout=delay)
+        if any(task.done() for task in give_up):
             return None
 
 
@@ -398,8 +582,10 @@ async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
     line(True, "configuration is valid")
     try:
         store = await open_store(settings)
-        await store.close()
-        line(True, f"settings database {settings.data_dir / DATABASE_FILENAME} opens")
+        try:
+            line(True, await describe_database(store, settings))
+        finally:
+            await store.close()
     except StoreError as exc:
         line(False, str(exc))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as session:
@@ -468,14 +654,43 @@ async def run_sync(settings: Settings, guild_id: int | None, out: TextIO = sys.s
         await store.close()
 
 
+async def run_store_copy(source: str, target: str, out: TextIO = sys.stdout) -> int:
+    """`store copy --from URL --to URL`: 0 when copied, 2 for a bad URL or an unreachable database, else 1."""
+    urls = []
+    for flag, raw in (("--from", source), ("--to", target)):
+        try:
+            urls.append(parse_database_url(raw, Path("data")) if raw.strip() else None)
+        except ValueError as exc:
+            print(f"{flag} {redact(raw)}: {exc}", file=sys.stderr)
+            return DATABASE_UNREACHABLE_EXIT
+        if urls[-1] is None:
+            print(f"{flag} needs a database URL (sqlite:///path or postgresql://…)", file=sys.stderr)
+            return DATABASE_UNREACHABLE_EXIT
+    origin, destination = urls
+    assert origin is not None and destination is not None
+    try:
+        result = await copy_store(origin, destination)
+    except StoreError as exc:
+        return _store_failure_exit(exc)
+    print(f"copied {result.describe()} from {origin.shown} to {destination.shown}", file=out)
+    return 0
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The command line: run (default), check, or sync [--guild ID]."""
+    """The command line: run (default), check, sync [--guild ID], or store copy --from URL --to URL."""
     parser = argparse.ArgumentParser(prog="ollacord", description="A Discord bot for your local Ollama models.")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="run the bot (the default)")
     sub.add_parser("check", help="check the config, Ollama, the default model and the Discord token")
     sync = sub.add_parser("sync", help="publish the slash commands")
     sync.add_argument("--guild", type=int, help="publish to this server only (instant)")
+    store = sub.add_parser("store", help="move the state (settings, answer records) between databases")
+    store_commands = store.add_subparsers(dest="store_command", required=True)
+    copy = store_commands.add_parser("copy", help="copy everything into a new, empty database")
+    copy.add_argument(
+        "--from", dest="source", required=True, metavar="URL", help="e.g. sqlite:///data/ollacord.sqlite3"
+    )
+    copy.add_argument("--to", dest="target", required=True, metavar="URL", help="e.g. postgresql://user:pw@host/db")
     return parser.parse_args(argv)
 
 
@@ -483,6 +698,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
     args = parse_args(argv)
     load_dotenv(find_dotenv(usecwd=True))
+    if args.command == "store":
+        # Needs no token or Ollama: only the two databases named on the command line.
+        setup_logging(logging.getLevelNamesMapping().get(os.environ.get("LOG_LEVEL", "").upper(), logging.INFO))
+        sys.exit(asyncio.run(run_store_copy(args.source, args.target)))
     try:
         settings = Settings.from_env(os.environ)
     except ConfigError as exc:

@@ -144,3 +144,22 @@ class OllacordBot(commands.Bot):
         # resurface as "Task exception was never retrieved", with a second traceback.
         except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.warning("could not tell the user that /%s failed: %s: %s", name, type(exc).__name__, exc)
+
+
+class ShardedOllacordBot(OllacordBot, commands.AutoShardedBot):
+    """The bot on discord.py's automatic sharding: the shards Discord asks for, or SHARD_COUNT / SHARD_IDS.
+
+    Without a shard count, discord.py asks Discord (GET /gateway/bot) and runs that many shards in this
+    process; one shard when Discord says one is enough. Pass `shard_count` and `shard_ids` to serve a
+    part of them.
+    """
+
+    def gateway_connected(self) -> bool:
+        """Whether every shard's gateway connection is up and ready."""
+        shards = self.shards
+        return (
+            self.is_ready()
+            and not self.is_closed()
+            and bool(shards)
+            and not any(s.is_closed() for s in shards.values())
+        )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from bot.ollama.host import normalize_ollama_host
+from bot.shards import MAX_SHARDS, ShardPlan, parse_shard_ids
+from bot.storage.database_url import DatabaseUrl, parse_database_url, redact
 
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 DEFAULT_MODEL = "llama3.2"
@@ -21,6 +24,11 @@ SHUTDOWN_FINAL_EDITS_SECONDS = 2.0
 # The default grace plus the final edits stays under the 10 s after which a plain `docker stop` kills
 # the container, so the bot always gets to make its final edits.
 DEFAULT_SHUTDOWN_GRACE = 7.0
+# Active/standby (PostgreSQL only): an active instance that cannot confirm its lock for this long has
+# stopped writing to Discord; a standby takes over within about this plus the time to connect (see
+# bot/leadership.py for the timeline). Short enough for the 15 s failover target, long enough that a
+# busy database does not make instances hand over for nothing.
+DEFAULT_LEADER_LEASE = 5.0
 
 T = TypeVar("T")
 
@@ -72,6 +80,10 @@ class Settings:
     knowledge_min_similarity: float = 0.5
     knowledge_excerpts: int = 4
     usage_retention_days: int = 90
+    database_url: str = ""  # raw DATABASE_URL; see `database`
+    shards: ShardPlan = field(default_factory=ShardPlan)
+    instance_name: str = ""  # empty: this machine's host name
+    leader_lease_seconds: float = DEFAULT_LEADER_LEASE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -121,6 +133,21 @@ class Settings:
         if level not in LOG_LEVELS:
             problems.append(f"LOG_LEVEL={get('LOG_LEVEL')!r}: use one of {', '.join(LOG_LEVELS)}")
             level = "INFO"
+
+        database_url = get("DATABASE_URL")
+        try:
+            parse_database_url(database_url, Path(get("DATA_DIR") or "data"))
+        except ValueError as exc:
+            problems.append(f"DATABASE_URL={_shown_url(database_url)!r}: {exc}")
+            database_url = ""
+
+        shard_count = parsed("SHARD_COUNT", None, _bounded(int, 1, MAX_SHARDS), "a whole number of shards")
+        shard_ids = parsed("SHARD_IDS", None, parse_shard_ids, "comma-separated shard ids, e.g. 0,1 or 0-3")
+        shards = ShardPlan()
+        try:
+            shards = ShardPlan(shard_count, shard_ids)
+        except ValueError as exc:
+            problems.append(f"SHARD_COUNT={get('SHARD_COUNT')!r}, SHARD_IDS={get('SHARD_IDS')!r}: {exc}")
 
         settings = cls(
             discord_token=token,
@@ -172,15 +199,31 @@ class Settings:
             usage_retention_days=parsed(
                 "USAGE_RETENTION_DAYS", 90, _bounded(int, 1, 3650), "a whole number of days from 1 to 3650"
             ),
+            database_url=database_url,
+            shards=shards,
+            instance_name=get("INSTANCE_NAME") or socket.gethostname() or "ollacord",
+            leader_lease_seconds=parsed(
+                "LEADER_LEASE_SECONDS", DEFAULT_LEADER_LEASE, _bounded(float, 1.0, 60.0), "a number of seconds"
+            ),
         )
         if problems:
             raise ConfigError(problems)
         return settings
 
     @property
+    def database(self) -> DatabaseUrl:
+        """Where the state lives: DATABASE_URL, or the SQLite file in DATA_DIR when it is unset."""
+        return parse_database_url(self.database_url, self.data_dir)
+
+    @property
     def log_level_number(self) -> int:
         """The numeric logging level."""
         return logging.getLevelNamesMapping()[self.log_level]
+
+
+def _shown_url(raw: str) -> str:
+    """A DATABASE_URL for an error message, without its password."""
+    return redact(raw) if "://" in raw else raw
 
 
 def _port(raw: str) -> int | None:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
 
+from bot.leadership import LeaderStatus
 from bot.metrics import CONTENT_TYPE, Metrics
 
 __all__ = ["HealthServer"]
@@ -33,8 +34,11 @@ class HealthServer:
         ollama_check_ttl: float = 10.0,
         ollama_check_timeout: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
+        role: Callable[[], LeaderStatus] | None = None,
     ) -> None:
+        """`role`: with active/standby instances (PostgreSQL), this instance's role and the active instance."""
         self._metrics = metrics
+        self._role = role
         self._gateway_ok = gateway_ok
         self._ollama_ok = ollama_ok
         self._host = host
@@ -123,9 +127,21 @@ class HealthServer:
         return reason
 
     async def _healthz(self, request: web.Request) -> web.Response:
+        role = self._role() if self._role is not None else None
+        if role is not None and not role.active:
+            # A standby is healthy while it can wait for the lock: it answers no one by design.
+            if role.problem is not None:
+                return self._unhealthy(f"standby: {role.problem}")
+            active = f"{role.active_instance} is active" if role.active_instance else "no instance is active yet"
+            return web.Response(text=f"standby: {active}\n", headers={hdrs.CACHE_CONTROL: "no-store"})
         reason = await self.healthy()
         if reason is None:
-            return web.Response(text="ok\n", headers={hdrs.CACHE_CONTROL: "no-store"})
+            text = "ok\n" if role is None else f"ok: active instance {role.active_instance}\n"
+            return web.Response(text=text, headers={hdrs.CACHE_CONTROL: "no-store"})
+        return self._unhealthy(reason)
+
+    @staticmethod
+    def _unhealthy(reason: str) -> web.Response:
         # One line, so `curl` output and Docker's health log stay readable.
         line = " ".join(reason.split()) or "unhealthy"
         return web.Response(status=503, text=f"{line}\n", headers={hdrs.CACHE_CONTROL: "no-store"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from bot.ollama.client import OllamaClient
 from bot.services import Services
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_ollama import FakeOllama
+from tests.postgres_server import PostgresServer, find_bin_dir, missing_reason
 
 TOKEN = "fake-token"
 
@@ -178,3 +179,31 @@ async def command(harness: Harness, name: str, options: dict[str, Any] | None = 
     message = harness.discord.original_message(token)
     assert message is not None
     return message
+
+
+# A real PostgreSQL (tests/postgres_server.py): one server for the whole run, a fresh database per test.
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    reason = missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    bin_dir = find_bin_dir()
+    assert bin_dir is not None
+    server = PostgresServer.create(bin_dir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty database on the shared test server."""
+    name = postgres_server.new_database()
+    try:
+        yield postgres_server.url(name)
+    finally:
+        postgres_server.drop_database(name)

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from bot.answers.postgres_store import PostgresAnswerStore
 from bot.answers.records import INTERRUPTED, AnswerKind, AnswerRecord, AnswerState, AskPrompt
 from bot.answers.sqlite_store import SqliteAnswerStore
 from bot.answers.store import AnswerStore, MemoryAnswerStore
 from bot.channel_settings import store as settings_store_module
+from bot.channel_settings.postgres_store import PostgresSettingsStore
 from bot.channel_settings.store import APPLICATION_ID, SCHEMA_VERSION, Scope, SqliteSettingsStore, StoreError
 
 # Stored times keep milliseconds, so test times are whole milliseconds.
@@ -50,10 +52,17 @@ def raw_connect(path: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AnswerStore]:
     if request.param == "memory":
         yield MemoryAnswerStore()
+        return
+    if request.param == "postgres":
+        postgres = await PostgresSettingsStore.open(request.getfixturevalue("postgres_url"))
+        try:
+            yield PostgresAnswerStore(postgres)
+        finally:
+            await postgres.close()
         return
     database = await SqliteSettingsStore.open(db_path(tmp_path))
     try:

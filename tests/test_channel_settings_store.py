@@ -21,6 +21,7 @@ import pytest
 
 from bot.channel_settings import store as store_module
 from bot.channel_settings.keys import InvalidSetting, SettingValue
+from bot.channel_settings.postgres_store import PostgresSettingsStore
 from bot.channel_settings.store import (
     APPLICATION_ID,
     SCHEMA_VERSION,
@@ -41,11 +42,13 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "ollacord.sqlite3"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SettingsStore]:
     backend: SettingsStore
     if request.param == "memory":
         backend = MemorySettingsStore()
+    elif request.param == "postgres":
+        backend = await PostgresSettingsStore.open(request.getfixturevalue("postgres_url"))
     else:
         backend = await SqliteSettingsStore.open(db_path(tmp_path))
     try:

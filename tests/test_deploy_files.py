@@ -492,14 +492,58 @@ def test_compose_parser_agrees_with_pyyaml(compose: dict[str, Any]) -> None:
 
 
 def test_compose_has_exactly_the_two_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"ollama", "ollacord"}
+    default = {name for name, service in compose["services"].items() if "profiles" not in service}
+    assert default == {"ollama", "ollacord"}
     assert compose["name"] == "ollacord"
 
 
 def test_compose_bot_reaches_ollama_by_service_name(compose: dict[str, Any]) -> None:
     bot = compose["services"]["ollacord"]
     assert bot["environment"]["OLLAMA_HOST"] == "http://ollama:11434"
-    assert bot["depends_on"] == ["ollama"]
+    assert bot["depends_on"]["ollama"] == {"condition": "service_started"}
+    # Without the postgres profile the postgres service does not exist: the dependency must be optional.
+    assert bot["depends_on"]["postgres"] == {"condition": "service_healthy", "required": False}
+
+
+# ---- the postgres profile: PostgreSQL and a standby instance ------------------------------------------------
+
+
+def test_the_postgres_profile_adds_postgresql_and_a_standby(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    profiled = {name for name, service in services.items() if service.get("profiles") == ["postgres"]}
+    assert profiled == {"postgres", "ollacord-standby"}
+    postgres = services["postgres"]
+    assert postgres["image"].startswith("postgres:")
+    assert int(postgres["image"].split(":")[1]) >= 14  # idle_session_timeout frees a vanished instance's lock
+    assert "ports" not in postgres
+    mounts = dict(volume.rsplit(":", 1)[::-1] for volume in postgres["volumes"])
+    assert mounts["/var/lib/postgresql/data"] in compose["volumes"]
+    assert postgres["healthcheck"]["test"][0] == "CMD-SHELL" and "pg_isready" in postgres["healthcheck"]["test"][1]
+
+
+def test_the_documented_database_url_matches_the_postgres_service(compose: dict[str, Any]) -> None:
+    env = compose["services"]["postgres"]["environment"]
+    text = COMPOSE.read_text(encoding="utf-8")
+    url = re.search(r"DATABASE_URL=(postgresql://\S+)", text)
+    assert url
+    assert url.group(1) == f"postgresql://{env['POSTGRES_USER']}:ollacord@postgres:5432/{env['POSTGRES_DB']}"
+    assert env["POSTGRES_PASSWORD"] == "${POSTGRES_PASSWORD:-ollacord}"
+    Settings.from_env({"DISCORD_TOKEN": "t", "DATABASE_URL": url.group(1)})  # a valid setting
+
+
+def test_the_standby_runs_like_the_bot_but_only_on_postgresql(compose: dict[str, Any], tmp_path: Path) -> None:
+    bot, standby = compose["services"]["ollacord"], compose["services"]["ollacord-standby"]
+    for key in ("build", "env_file", "init", "restart", "stop_grace_period"):
+        assert standby[key] == bot[key], key
+    for key in ("OLLAMA_HOST", "HEALTH_HOST", "HEALTH_PORT"):
+        assert standby["environment"][key] == bot["environment"][key], key
+    assert standby["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    # No SQLite for it: no volume, and a data folder the image's non-root user cannot create, named so the
+    # error says what is missing. Were it to run on SQLite, it would answer beside the active instance.
+    assert "volumes" not in standby and "ports" not in standby
+    data_dir = standby["environment"]["DATA_DIR"]
+    assert "DATABASE_URL" in data_dir and Path(data_dir).parent == Path("/")
+    assert "USER 10001" in DOCKERFILE.read_text(encoding="utf-8")
 
 
 def test_compose_bot_builds_this_dockerfile_and_reads_the_root_env(compose: dict[str, Any]) -> None:
@@ -593,8 +637,9 @@ def unit_environment() -> dict[str, str]:
 @pytest.mark.parametrize("where", ["compose.yaml", "Dockerfile ENV", "ollacord.service Environment="])
 def test_deploy_files_only_set_documented_settings(where: str, compose: dict[str, Any]) -> None:
     if where == "compose.yaml":
-        # The bot's service only: variables of the ollama service would be Ollama's own settings.
+        # The bots' services only: variables of the ollama and postgres services are their own settings.
         names = set(compose["services"]["ollacord"].get("environment", {}))
+        names |= set(compose["services"]["ollacord-standby"].get("environment", {}))
     elif where == "Dockerfile ENV":
         names = set(dockerfile_env())
     else:
@@ -604,7 +649,8 @@ def test_deploy_files_only_set_documented_settings(where: str, compose: dict[str
 
 
 def test_deploy_files_set_valid_values(compose: dict[str, Any]) -> None:
-    for env in (compose["services"]["ollacord"]["environment"], dockerfile_env(), unit_environment()):
+    bots = [compose["services"][name]["environment"] for name in ("ollacord", "ollacord-standby")]
+    for env in (*bots, dockerfile_env(), unit_environment()):
         settings = {k: str(v) for k, v in env.items() if k not in RUNTIME_VARIABLES}
         Settings.from_env({"DISCORD_TOKEN": "t", **settings})
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -53,8 +53,11 @@ class AnswerBook:
         instance: str | None = None,
         write_timeout: float = WRITE_TIMEOUT,
         retention: timedelta = RETENTION,
+        live_instances: Callable[[], Awaitable[Collection[str]]] | None = None,
     ) -> None:
+        """`live_instances`: where several instances share the store, which of them may still be writing answers."""
         self.store = store
+        self.live_instances = live_instances
         self.instance = instance or uuid.uuid4().hex
         self.now = now
         self.write_timeout = write_timeout
@@ -104,7 +107,15 @@ class AnswerBook:
     async def left_behind(self) -> list[AnswerRecord]:
         """Answers other processes left in state streaming (they died, or were killed, while writing)."""
         found = await self._read(self.store.unfinished_answers(), "unfinished answers")
-        return [record for record in found or [] if record.instance != self.instance]
+        others = [record for record in found or [] if record.instance != self.instance]
+        if others and self.live_instances is not None:
+            # Another active instance (another group of shards, or one still within its lease) is writing
+            # its own answers: only what a dead one left is ours to finish. Unknown means touch nothing.
+            live = await self._read(self.live_instances(), "which instances are alive")
+            if live is None:
+                return []
+            others = [record for record in others if record.instance not in live]
+        return others
 
     async def finish_left_behind(self, close_out: Callable[[AnswerRecord], Awaitable[Sequence[int]]]) -> int:
         """Give every answer a dead process left streaming its final state; return how many were finished.

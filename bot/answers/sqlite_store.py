@@ -148,13 +148,19 @@ def _row(record: AnswerRecord) -> tuple[Any, ...]:
 
 
 def _record(conn: sqlite3.Connection, row: Sequence[Any]) -> AnswerRecord:
-    values = dict(zip(_COLUMNS, row, strict=True))
     message_ids = tuple(
         mid
         for (mid,) in conn.execute(
-            "SELECT message_id FROM answer_messages WHERE answer_id = ? ORDER BY position", (values["answer_id"],)
+            "SELECT message_id FROM answer_messages WHERE answer_id = ? ORDER BY position",
+            (row[_COLUMNS.index("answer_id")],),
         )
     )
+    return record_from_row(row, message_ids)
+
+
+def record_from_row(row: Sequence[Any], message_ids: tuple[int, ...]) -> AnswerRecord:
+    """The record from a row of `_COLUMNS` and its message ids (the PostgreSQL store reads the same columns)."""
+    values = dict(zip(_COLUMNS, row, strict=True))
     prompt = None
     if values["prompt_text"] is not None:
         prompt = AskPrompt(

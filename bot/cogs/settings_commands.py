@@ -13,7 +13,7 @@ from discord.ext import commands
 from bot.channel_settings.effective import effective_settings
 from bot.channel_settings.keys import SETTING_KEYS, InvalidSetting, describe_key, format_setting, parse_setting
 from bot.channel_settings.resolve import EffectiveSettings
-from bot.channel_settings.store import Scope, ScopeKind
+from bot.channel_settings.store import Scope, ScopeKind, StoreError
 from bot.ollama.catalog import closest_models, describe_model, find_model
 from bot.ollama.errors import OllamaError
 from bot.ollama.think_gate import THINKING
@@ -34,6 +34,10 @@ CHOICE_NAME_LIMIT = 100
 THINK_NOT_APPLICABLE = "not applicable: `{model}` can't think, so `think` is not sent to it"
 # /settings answers at once; a slow Ollama only costs the capability remark.
 CAPABILITY_PATIENCE = 1.5
+# A change the database did not take (each is one transaction: all of it or nothing was stored).
+_DATABASE_DOWN = "the settings database can't be reached right now, so nothing was changed. Try again in a moment."
+NOT_SAVED = f"❌ Couldn't save that: {_DATABASE_DOWN}"
+NOT_RESET = f"❌ Couldn't reset that: {_DATABASE_DOWN}"
 
 
 def _key_choices(keys: list[str]) -> list[app_commands.Choice[str]]:
@@ -93,7 +97,13 @@ class SettingsCommands(commands.Cog):
         if refusal:
             await _reply(interaction, refusal)
             return
-        await self.services.store.set_many(self._target(interaction, scope), values, updated_by=interaction.user.id)
+        await _defer(interaction)
+        try:
+            await self.services.store.set_many(self._target(interaction, scope), values, updated_by=interaction.user.id)
+        except StoreError as exc:
+            log.warning("settings change not saved scope=%s keys=%s: %s", scope, ",".join(values), exc)
+            await _reply(interaction, NOT_SAVED)
+            return
         log.info(
             "settings changed scope=%s keys=%s guild=%s channel=%s by=%s",
             scope,
@@ -250,7 +260,13 @@ class SettingsCommands(commands.Cog):
         if refusal:
             await _reply(interaction, refusal)
             return
-        removed = await self.services.store.unset(self._target(interaction, scope), key)
+        await _defer(interaction)
+        try:
+            removed = await self.services.store.unset(self._target(interaction, scope), key)
+        except StoreError as exc:
+            log.warning("settings reset not saved scope=%s key=%s: %s", scope, key, exc)
+            await _reply(interaction, NOT_RESET)
+            return
         where = "the server defaults" if scope == "server" else "this channel"
         what = f"`{key}`" if key else "all settings"
         if removed:
@@ -266,6 +282,12 @@ class SettingsCommands(commands.Cog):
                 self.bot.dispatch("embed_model_changed", interaction, scope)
         else:
             await _reply(interaction, f"Nothing to reset: {what} had no override for {where}.")
+
+
+async def _defer(interaction: discord.Interaction[Any]) -> None:
+    """Acknowledge before a database write, so a slow database can't outlast Discord's 3 s to answer."""
+    if not interaction.response.is_done():
+        await interaction.response.defer(ephemeral=True, thinking=True)
 
 
 async def _reply(interaction: discord.Interaction[Any], text: str) -> None:

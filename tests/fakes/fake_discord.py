@@ -296,6 +296,14 @@ class FakeDiscord:
         # edge during an outage. discord.py raises DiscordServerError at once for 503 and retries 500, 502,
         # 504 and 524 after 1, 3, 5... s (protocol notes, section 12).
         self.rest_outage: int | None = None
+        # Sharding (Discord's gateway docs, "Sharding" and "Get Gateway Bot"): how many shards GET /gateway/bot
+        # recommends; each connection's [shard_id, num_shards] from its IDENTIFY (absent: [0, 1]). Guild events
+        # go only to the shard with shard_id = (guild_id >> 22) % num_shards, DMs only to shard 0.
+        self.recommended_shards = 1
+        self._shard_of: dict[web.WebSocketResponse, tuple[int, int]] = {}
+        # The most sessions one shard ever had at once: Discord allows several, and sends each of them every event.
+        self.max_sessions_per_shard = 0
+        self._session_shard: dict[str, tuple[int, int]] = {}
 
         self._next_message_id = 10000
         self._next_interaction_id = 70000
@@ -324,6 +332,7 @@ class FakeDiscord:
             (m, re.compile(p), h)
             for m, p, h in [
                 ("GET", r"/users/@me", self._get_me),
+                ("GET", r"/gateway/bot", self._get_gateway_bot),
                 ("GET", r"/oauth2/applications/@me", self._get_application),
                 ("POST", r"/users/@me/channels", self._create_dm),
                 ("GET", r"/users/(\d+)", self._get_user),
@@ -640,11 +649,13 @@ class FakeDiscord:
                     if data.get("token") != self.token:
                         await ws.close(code=4004, message=b"Authentication failed.")
                         break
+                    self._shard_of[ws] = self._session_shard.get(str(data.get("session_id")), (0, 1))
                     self._sockets.add(ws)
                     await self._send(ws, "RESUMED", {})
         finally:
             self._sockets.discard(ws)
             self._open.discard(ws)
+            self._shard_of.pop(ws, None)
         return ws
 
     async def _identify(self, ws: web.WebSocketResponse, data: Json) -> None:
@@ -656,21 +667,40 @@ class FakeDiscord:
         if self.allowed_intents is not None and denied & ~self.allowed_intents:
             await ws.close(code=4014, message=b"Disallowed intent(s).")
             return
+        shard_id, shard_count = data.get("shard") or (0, 1)
+        if not 0 <= shard_id < shard_count:
+            await ws.close(code=4010, message=b"Invalid shard.")
+            return
         self._sessions += 1
+        session_id = f"fake-session-{self._sessions}"
+        self._shard_of[ws] = self._session_shard[session_id] = (shard_id, shard_count)
+        on_shard = self.shard_for(self.guild_id, shard_count) == shard_id
         ready = {
             "v": 10,
             "user": self.bot_user,
-            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
-            "session_id": f"fake-session-{self._sessions}",
+            "guilds": [{"id": str(self.guild_id), "unavailable": True}] if on_shard else [],
+            "session_id": session_id,
             "resume_gateway_url": self.gateway_url,
             "application": {"id": str(self.application_id), "flags": 0},
-            "shard": [0, 1],
+            "shard": [shard_id, shard_count],
             **{key: [] for key in ("private_channels", "presences", "relationships")},
         }
         self._sockets.add(ws)
+        same_shard = sum(1 for other in self._sockets if self._shard_of.get(other) == (shard_id, shard_count))
+        self.max_sessions_per_shard = max(self.max_sessions_per_shard, same_shard)
         await self._send(ws, "READY", ready)
-        await self._send(ws, "GUILD_CREATE", self._guild_payload())
+        if on_shard:
+            await self._send(ws, "GUILD_CREATE", self._guild_payload())
         self.identified.set()
+
+    @staticmethod
+    def shard_for(guild_id: int | None, shard_count: int) -> int:
+        """The shard that receives a guild's events; DMs (no guild) go to shard 0."""
+        return 0 if guild_id is None else (guild_id >> 22) % shard_count
+
+    def shards_connected(self) -> list[tuple[int, int]]:
+        """[shard_id, num_shards] of every identified (or resumed) connection."""
+        return sorted(self._shard_of[ws] for ws in self._sockets if ws in self._shard_of)
 
     async def _send(self, ws: web.WebSocketResponse, event: str, data: Json) -> None:
         async with self._send_lock:
@@ -685,9 +715,18 @@ class FakeDiscord:
             await ws.close(code=code, message=b"dropped by test")
 
     async def dispatch(self, event: str, data: Json) -> None:
-        """Send a DISPATCH event to every identified client."""
+        """Send a DISPATCH event to every identified client whose shard receives it (every client, unsharded).
+
+        Discord sends an event to every session of its shard: two sessions of one shard both get it.
+        """
+        raw_guild = (
+            data.get("id") if event in ("GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE") else data.get("guild_id")
+        )
+        guild_id = int(raw_guild) if raw_guild is not None else None
         for ws in list(self._sockets):
-            await self._send(ws, event, data)
+            shard_id, shard_count = self._shard_of.get(ws, (0, 1))
+            if self.shard_for(guild_id, shard_count) == shard_id:
+                await self._send(ws, event, data)
 
     async def _dispatch_message(self, event: str, msg: Json) -> None:
         payload = dict(msg)
@@ -853,6 +892,11 @@ class FakeDiscord:
         return web.Response(body=blob[2], headers={"Content-Type": blob[3] or "application/octet-stream"})
 
     # ------------------------------------------------------------------ REST handlers
+
+    async def _get_gateway_bot(self, call: RestCall, m: re.Match[str]) -> Result:
+        # Discord's "Get Gateway Bot" (events/gateway): the URL, the recommended shard count, the identify budget.
+        limit = {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1}
+        return 200, {"url": self.gateway_url, "shards": self.recommended_shards, "session_start_limit": limit}
 
     async def _get_me(self, call: RestCall, m: re.Match[str]) -> Result:
         return 200, {**self.bot_user, "verified": True, "mfa_enabled": False}

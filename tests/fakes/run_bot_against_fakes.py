@@ -1,8 +1,12 @@
 """Run the real `python -m bot` entry point in a child process, pointed at the test fakes.
 
-Usage: python tests/fakes/run_bot_against_fakes.py API_BASE GATEWAY_URL [--gateway-backoff SECONDS] [bot args...]
+Usage: python tests/fakes/run_bot_against_fakes.py API_BASE GATEWAY_URL [--gateway-backoff SECONDS]
+       [--guild-ready-timeout SECONDS] [bot args...]
 Configuration comes from the environment, exactly as in production; only discord.py's two
 hard-coded addresses are redirected to the fake Discord (see the protocol notes, §1).
+
+--guild-ready-timeout (after --gateway-backoff, if both) shortens discord.py's wait for more servers
+before on_ready, as the in-process harness does.
 
 --gateway-backoff fixes discord.py's gateway reconnect backoff (random, up to 2**attempt s) at what it
 reaches after a long outage, where a real run saw 172 s: so a test can stop the bot while it waits.
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import discord
 import yarl
@@ -37,6 +42,18 @@ def run() -> None:
                 return seconds
 
         discord.client.ExponentialBackoff = OutageBackoff  # type: ignore[misc]
+        discord.shard.ExponentialBackoff = OutageBackoff  # type: ignore[misc]  # the sharded client's own
+    if args[:1] == ["--guild-ready-timeout"]:
+        wait = float(args[1])
+        args = args[2:]
+        client_init = discord.Client.__init__
+
+        def quick_ready(self: discord.Client, *a: Any, **options: Any) -> None:
+            # What the in-process harness passes: on_ready without discord.py's 2 s wait for more servers.
+            options.setdefault("guild_ready_timeout", wait)
+            client_init(self, *a, **options)
+
+        discord.Client.__init__ = quick_ready  # type: ignore[method-assign]
     main(args)
 
 
