@@ -87,11 +87,13 @@ class PromptPreparer:
         download: Callable[[AttachmentRecord], Awaitable[bytes | None]],
         conversation: Hashable,
         place: KnowledgePlace | None = None,
+        query: str | None = None,
     ) -> PreparedPrompt:
         """Download the planned attachments, build the conversation and fit it to the model's context.
 
         With a `place` (where the question was asked, in a server), the team knowledge that applies there
-        is searched for the question and the best excerpts go into the prompt, with a sources line.
+        is searched for the question (`query`, else the last turn's text) and the best excerpts go into the
+        prompt, with a sources line.
         The caller must :meth:`release` the result once the request is done.
         """
         chain = list(records)
@@ -115,7 +117,7 @@ class PromptPreparer:
             )
             profile = await self._profile(effective.model)
             budget = await self._budget(effective, profile, conversation)
-            retrieval = await self._retrieve(place, chain)
+            retrieval = await self._retrieve(place, chain, query)
             fitted = fit_to_context(
                 built.messages, files, budget, max_file_chars=self._limits.max_text_chars, excerpts=retrieval.excerpts
             )
@@ -135,11 +137,13 @@ class PromptPreparer:
             think=think_for_model(effective.think, profile.capabilities if profile is not None else None),
         )
 
-    async def _retrieve(self, place: KnowledgePlace | None, chain: Sequence[ChatRecord]) -> Retrieval:
+    async def _retrieve(
+        self, place: KnowledgePlace | None, chain: Sequence[ChatRecord], query: str | None
+    ) -> Retrieval:
         """Excerpts of the knowledge that applies where the question was asked (none in DMs or without knowledge)."""
         if self._knowledge is None or place is None or not chain:
             return Retrieval()
-        return await self._knowledge.retrieve(place, chain[-1].content)
+        return await self._knowledge.retrieve(place, query or chain[-1].content)
 
     async def model_room(self, effective: EffectiveSettings, conversation: Hashable) -> ModelRoom:
         """The context budget and `think` for a prompt built elsewhere (a summary's several requests)."""

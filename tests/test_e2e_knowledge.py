@@ -187,3 +187,15 @@ async def test_search_shows_the_best_excerpts_with_their_sources(harness: Harnes
     listed = await knowledge(harness, "list")
     assert "**This channel** · `nomic-embed-text` · 1/100 files" in listed
     assert "**Server**" in listed and "`handbook.txt`" in listed
+
+
+async def test_an_explain_draws_on_the_channels_knowledge_like_a_mention(harness: Harness) -> None:
+    from bot.cogs.message_actions import EXPLAIN
+
+    await start(harness)
+    await add_file(harness, "runbook.md", RUNBOOK)
+    target = await harness.discord.send_user_message("what is the rollback code word?")
+    await harness.discord.send_message_command(EXPLAIN, int(target["id"]), user_id=201)
+    await harness.discord.wait_for(lambda: bool(harness.ollama.chat_requests))
+    await harness.wait_for_reply(int(target["id"]))
+    assert "PAPAYA-42" in harness.ollama.chat_requests[-1].json["messages"][-1]["content"]

@@ -36,6 +36,9 @@ class AnswerRequest:
     download: Download | None = None
     # Where it was asked, for team knowledge (server, channel, a thread's parent); None outside servers.
     place: KnowledgePlace | None = None
+    # What to search the team knowledge for, when the last turn is not the question itself (a message action's
+    # turn wraps the selected message in instructions); None: the last turn's text.
+    knowledge_query: str | None = None
     # The record's kind when it is neither a message's nor an /ask's answer (then `ask` holds what to redo).
     kind: AnswerKind | None = None
     # A summary is made from these messages (map-reduce in the request's turn) instead of from `records`.

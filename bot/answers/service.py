@@ -269,6 +269,7 @@ class AnswerService:
                 download=request.download or _nothing_to_download,
                 conversation=request.channel_id,
                 place=request.place,
+                query=request.knowledge_query,
             )
             try:
                 late_notes.extend(notes.note(text) for text in prepared.notes)

@@ -22,6 +22,7 @@ from bot.channel_settings.effective import effective_settings
 from bot.cogs.rebuilders import Rebuilt
 from bot.conversation import ChatRecord
 from bot.discord_io import ChannelReplySink
+from bot.knowledge.records import KnowledgePlace
 from bot.message_actions import QUESTION_MAX_CHARS, Action, ActionSpec, action_header, action_prompt
 from bot.ollama.errors import OllamaError
 from bot.places import ChannelResolver, bold_list, reply_access
@@ -238,6 +239,13 @@ class MessageActions(commands.Cog):
             download=_download,
             kind=AnswerKind.ACTION,
             header=action_header(spec, asker=asker_name),
+            # Team knowledge applies as to any question asked in this channel (a thread draws on its parent's too).
+            place=(
+                KnowledgePlace(guild_id=guild_id, channel_id=channel.id, parent_id=parent_id)
+                if guild_id is not None and self.services.knowledge is not None
+                else None
+            ),
+            knowledge_query=" ".join(part for part in (spec.question, target.clean_content) if part),
         )
 
     async def _attachments(self, message: discord.Message, model: str) -> tuple[AttachmentPlan | None, list[str]]:
