@@ -53,6 +53,7 @@ from bot.storage.postgres import DatabaseUnreachable
 from bot.streaming.notes import describe_error
 from bot.streaming.pacing import ChannelWriteBudget
 from bot.usage.ledger import UsageLedger
+from bot.usage.postgres_store import PostgresUsageStore
 from bot.usage.sqlite_store import SqliteUsageStore
 from bot.usage.store import MemoryUsageStore, UsageStore
 
@@ -179,6 +180,8 @@ def usage_store_for(store: SettingsStore) -> UsageStore:
     """Usage figures live in the settings database too (table usage_daily)."""
     if isinstance(store, SqliteSettingsStore):
         return SqliteUsageStore(store)
+    if isinstance(store, PostgresSettingsStore):
+        return PostgresUsageStore(store)
     return MemoryUsageStore()
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from bot.answers.records import AnswerKind, AnswerRecord
+from bot.channel_settings.postgres_store import PostgresSettingsStore
 from bot.channel_settings.store import SqliteSettingsStore
 from bot.usage.ledger import Period, UsageLedger, UsageReport
+from bot.usage.postgres_store import PostgresUsageStore
 from bot.usage.report import MAX_ROWS, NAME_WIDTH, render_usage
 from bot.usage.spend import Spend
 from bot.usage.sqlite_store import SqliteUsageStore
@@ -29,10 +31,17 @@ from bot.usage.store import (
 DAY = date(2026, 3, 2)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[UsageStore]:
     if request.param == "memory":
         yield MemoryUsageStore()
+        return
+    if request.param == "postgres":
+        postgres = await PostgresSettingsStore.open(request.getfixturevalue("postgres_url"))
+        try:
+            yield PostgresUsageStore(postgres)
+        finally:
+            await postgres.close()
         return
     database = await SqliteSettingsStore.open(tmp_path / "ollacord.sqlite3")
     try:
@@ -56,6 +65,10 @@ def query(
 
 
 # -- the store contract (every backend) ---------------------------------------------------------------------
+
+
+async def test_implements_the_protocol(store: UsageStore) -> None:
+    assert isinstance(store, UsageStore)
 
 
 async def test_adding_to_the_same_row_adds_up(store: UsageStore) -> None:

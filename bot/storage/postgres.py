@@ -4,7 +4,8 @@ Everything is asyncpg on the event loop: a pool of a few connections, each opera
 one of them. When the server restarts, every pooled connection dies with it; asyncpg notices, and the
 next operation opens a new connection. An operation that fails because its connection was lost is run
 once more on a fresh one (every write of the stores is an upsert or a delete, so running it twice is
-harmless); anything else, and a second loss, is a StoreError, which the callers report.
+harmless; the usage store's add, which is not, checks what became of its first run: bot/usage/postgres_store.py);
+anything else, and a second loss, is a StoreError, which the callers report.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Where usage is kept: per day and per (server, channel, user, model, host), so the data stays small.
 
-The interface every backend implements, and its in-memory twin. The SQLite backend (bot/usage/sqlite_store.py)
-keeps the table in the settings database; a PostgreSQL backend can implement the same three methods, and
-tests/test_usage_store.py runs one contract suite on every backend. Method names carry "usage" so one store
+The interface every backend implements, and its in-memory twin. The SQLite and PostgreSQL backends
+(bot/usage/sqlite_store.py, bot/usage/postgres_store.py) keep the table in the settings database, and
+tests/test_usage.py runs one contract suite on every backend. Method names carry "usage" so one store
 class can implement this protocol next to the others.
 """
 
