@@ -6,6 +6,7 @@ Runs once the bot is ready, in the background, so it never delays answering new 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -48,6 +49,9 @@ class AnswerRecords(commands.Cog):
         """Stop the upkeep with the bot."""
         if self._upkeep is not None:
             self._upkeep.cancel()
+            # Let it unwind before the store closes under it (a half-done database job would fail then).
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._upkeep
 
     async def _keep_up(self) -> None:
         book = self.services.answers
