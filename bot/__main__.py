@@ -37,6 +37,7 @@ from bot.config import SHUTDOWN_FINAL_EDITS_SECONDS, ConfigError, Settings
 from bot.health import HealthServer
 from bot.knowledge.base import KnowledgeBase, KnowledgeLimits
 from bot.knowledge.embedder import Embedder
+from bot.knowledge.postgres_store import PostgresKnowledgeStore
 from bot.knowledge.sqlite_store import SqliteKnowledgeStore
 from bot.knowledge.store import KnowledgeStore, MemoryKnowledgeStore
 from bot.leadership import Leadership, live_instances, lock_key_for, process_instance_id
@@ -170,9 +171,11 @@ def answer_store_for(store: SettingsStore) -> AnswerStore:
 
 
 def knowledge_store_for(store: SettingsStore) -> KnowledgeStore:
-    """Team knowledge lives in the settings database too: the same file, connection and worker thread."""
+    """Team knowledge lives in the settings database too: the same file and worker thread, or the same pool."""
     if isinstance(store, SqliteSettingsStore):
         return SqliteKnowledgeStore(store)
+    if isinstance(store, PostgresSettingsStore):
+        return PostgresKnowledgeStore(store)
     return MemoryKnowledgeStore()
 
 

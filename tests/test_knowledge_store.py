@@ -1,18 +1,21 @@
-"""The knowledge stores: one contract run on every backend, then SQLite's migration, restart and atomicity."""
+"""The knowledge stores: one contract run on every backend, then restart, atomicity and damage on the databases."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
-from dataclasses import replace
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import numpy as np
 import pytest
 
-from bot.channel_settings.store import SCHEMA_VERSION, Scope, SqliteSettingsStore, StoreError
+from bot.channel_settings.postgres_store import PostgresSettingsStore
+from bot.channel_settings.store import SCHEMA_VERSION, Scope, SettingsStore, SqliteSettingsStore, StoreError
 from bot.knowledge.index import normalize_rows, vector_bytes
+from bot.knowledge.postgres_store import PostgresKnowledgeStore
 from bot.knowledge.records import ChunkRecord, DocumentKind, DocumentRecord, KnowledgeTarget, PinSource
 from bot.knowledge.sqlite_store import SqliteKnowledgeStore
 from bot.knowledge.store import KnowledgeStore, MemoryKnowledgeStore
@@ -58,10 +61,75 @@ def chunks(record: DocumentRecord, seed: int = 0) -> list[ChunkRecord]:
     ]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@dataclass(frozen=True)
+class Database:
+    """The test's database (the same one each time it is opened) on one backend."""
+
+    open: Callable[[], Awaitable[tuple[SettingsStore, KnowledgeStore]]]
+    # Runs one statement on a connection of its own (for what the stores never do).
+    execute: Callable[[str], Awaitable[None]]
+
+
+# Makes every deletion of a pinned-message document fail, as a database refusing a write half-way would.
+_REFUSE_PIN_DELETES = {
+    "sqlite": (
+        "CREATE TRIGGER refuse BEFORE DELETE ON knowledge_documents WHEN old.kind = 'pin' "
+        "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+    ),
+    "postgres": (
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$; "
+        "CREATE TRIGGER refuse BEFORE DELETE ON knowledge_documents FOR EACH ROW WHEN (old.kind = 'pin') "
+        "EXECUTE FUNCTION refuse()"
+    ),
+}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    """SQLite or PostgreSQL, opened as the bot opens them."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+
+        async def open_postgres() -> tuple[SettingsStore, KnowledgeStore]:
+            opened = await PostgresSettingsStore.open(url)
+            return opened, PostgresKnowledgeStore(opened)
+
+        async def execute_postgres(statement: str) -> None:
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute(statement)
+            finally:
+                await conn.close()
+
+        return Database(open_postgres, execute_postgres)
+
+    async def open_sqlite() -> tuple[SettingsStore, KnowledgeStore]:
+        opened = await SqliteSettingsStore.open(db_path(tmp_path))
+        return opened, SqliteKnowledgeStore(opened)
+
+    async def execute_sqlite(statement: str) -> None:
+        conn = sqlite3.connect(db_path(tmp_path))
+        try:
+            conn.execute(statement)
+            conn.commit()
+        finally:
+            conn.close()
+
+    return Database(open_sqlite, execute_sqlite)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[KnowledgeStore]:
     if request.param == "memory":
         yield MemoryKnowledgeStore()
+        return
+    if request.param == "postgres":
+        postgres = await PostgresSettingsStore.open(request.getfixturevalue("postgres_url"))
+        try:
+            yield PostgresKnowledgeStore(postgres)
+        finally:
+            await postgres.close()
         return
     database = await SqliteSettingsStore.open(db_path(tmp_path))
     try:
@@ -85,6 +153,10 @@ async def test_empty_store(store: KnowledgeStore) -> None:
     assert await store.knowledge_chunks([("nope", 0)]) == []
     assert await store.knowledge_pin_sources() == []
     assert await store.delete_knowledge_documents(["nope"]) == 0
+    assert await store.knowledge_documents(scopes=[]) == []
+    assert await store.knowledge_chunks([]) == []
+    assert await store.delete_knowledge_documents([]) == 0
+    assert await store.delete_knowledge_pin_source(SERVER.scope, 500) == 0
 
 
 async def test_a_document_round_trips_with_its_chunks_and_vectors(store: KnowledgeStore) -> None:
@@ -159,6 +231,33 @@ async def test_documents_are_listed_per_scope_oldest_first(store: KnowledgeStore
     assert [d.document_id for d in await store.knowledge_documents(guild_id=401)] == ["elsewhere"]
 
 
+async def test_scopes_and_server_together_and_a_scope_asked_twice(store: KnowledgeStore) -> None:
+    here, server, elsewhere = document("here"), document("server", target=SERVER), document("x", target=OTHER_SERVER)
+    for record in (here, server, elsewhere):
+        await store.save_knowledge_document(record, chunks(record))
+    assert await store.knowledge_documents(scopes=[CHANNEL.scope, CHANNEL.scope]) == [here]
+    both = await store.knowledge_documents(scopes=[SERVER.scope, OTHER_SERVER.scope], guild_id=401)
+    assert both == [elsewhere]
+    assert [c.position for c in await store.knowledge_chunks([("here", 1), ("here", 1)])] == [1, 1]
+
+
+async def test_documents_added_at_the_same_time_keep_one_order(store: KnowledgeStore) -> None:
+    """Saving one of them again (a pinned message edited) does not move it; vectors come in the same order."""
+    for name in ("b", "c", "a"):
+        record = document(name, chunk_count=1)
+        await store.save_knowledge_document(record, chunks(record))
+    listed = [d.document_id for d in await store.knowledge_documents(scopes=[CHANNEL.scope])]
+    assert sorted(listed) == ["a", "b", "c"]
+    edited = document("c", chunk_count=2, content_hash="edited")
+    await store.save_knowledge_document(edited, chunks(edited, seed=3))
+    assert [d.document_id for d in await store.knowledge_documents(scopes=[CHANNEL.scope])] == listed
+    assert [d.document_id for d in await store.knowledge_documents(guild_id=400)] == listed
+    rows = await store.knowledge_vectors(CHANNEL.scope, "nomic-embed-text")
+    assert [d.document_id for d in rows.documents] == listed
+    counts = {"a": 1, "b": 1, "c": 2}
+    assert [listed[n] for n in rows.doc_rows.tolist()] == [d for d in listed for _ in range(counts[d])]
+
+
 async def test_deleting_takes_the_chunks_along(store: KnowledgeStore) -> None:
     a, b = document("a"), document("b")
     for record in (a, b):
@@ -201,25 +300,75 @@ async def test_pin_sources_are_tracked_per_scope_and_channel(store: KnowledgeSto
     assert sorted(d.document_id for d in remaining) == ["file", "other"]
 
 
-# -- SQLite ----------------------------------------------------------------------------------------------------
+# -- on a database (SQLite and PostgreSQL) -------------------------------------------------------------------
 
 
-async def test_sqlite_knowledge_survives_a_restart(tmp_path: Path) -> None:
+async def test_knowledge_survives_a_restart(database: Database) -> None:
     record = document("a", chunk_count=4)
-    database = await SqliteSettingsStore.open(db_path(tmp_path))
-    await SqliteKnowledgeStore(database).save_knowledge_document(record, chunks(record))
-    await SqliteKnowledgeStore(database).save_knowledge_pin_source(PinSource(SERVER, 500, T0))
-    await database.close()
+    opened, store = await database.open()
+    await store.save_knowledge_document(record, chunks(record))
+    await store.save_knowledge_pin_source(PinSource(SERVER, 500, T0))
+    await opened.close()
 
-    database = await SqliteSettingsStore.open(db_path(tmp_path))
+    opened, store = await database.open()
     try:
-        store = SqliteKnowledgeStore(database)
         assert await store.knowledge_documents(guild_id=400) == [record]
         rows = await store.knowledge_vectors(CHANNEL.scope, "nomic-embed-text")
         assert np.array_equal(rows.matrix, vectors(4))
         assert await store.knowledge_pin_sources() == [PinSource(SERVER, 500, T0)]
     finally:
-        await database.close()
+        await opened.close()
+
+
+async def test_a_failed_save_leaves_the_previous_document_whole(database: Database) -> None:
+    opened, store = await database.open()
+    try:
+        first = document("a", chunk_count=3)
+        await store.save_knowledge_document(first, chunks(first))
+        broken = document("a", chunk_count=2)
+        duplicate = chunks(broken)
+        duplicate[1] = replace(duplicate[1], position=0)  # violates the primary key half-way
+        with pytest.raises(StoreError, match="save a knowledge document"):
+            await store.save_knowledge_document(broken, duplicate)
+        assert await store.knowledge_documents(scopes=[CHANNEL.scope]) == [first]
+        assert len(await store.knowledge_chunks([("a", i) for i in range(3)])) == 3
+        rows = await store.knowledge_vectors(CHANNEL.scope, "nomic-embed-text")
+        assert np.array_equal(rows.matrix, vectors(3))
+    finally:
+        await opened.close()
+
+
+async def test_a_failed_pin_source_removal_keeps_the_source_and_its_documents(
+    database: Database, request: pytest.FixtureRequest
+) -> None:
+    opened, store = await database.open()
+    try:
+        await store.save_knowledge_pin_source(PinSource(SERVER, 500, T0))
+        pin = document("pin", SERVER, kind=DocumentKind.PIN, pin_channel_id=500, pin_message_id=1, chunk_count=1)
+        await store.save_knowledge_document(pin, chunks(pin))
+        await database.execute(_REFUSE_PIN_DELETES[request.node.callspec.params["database"]])
+        with pytest.raises(StoreError, match="stop tracking pinned messages"):
+            await store.delete_knowledge_pin_source(SERVER.scope, 500)
+        assert await store.knowledge_pin_sources() == [PinSource(SERVER, 500, T0)]
+        assert await store.knowledge_documents(scopes=[SERVER.scope]) == [pin]
+    finally:
+        await opened.close()
+
+
+async def test_a_vector_of_the_wrong_length_is_left_out(database: Database) -> None:
+    opened, store = await database.open()
+    try:
+        record = document("a", chunk_count=2)
+        rows = chunks(record)
+        rows[1] = replace(rows[1], vector=b"\x00" * 5)
+        await store.save_knowledge_document(record, rows)
+        found = await store.knowledge_vectors(CHANNEL.scope, "nomic-embed-text")
+        assert found.matrix.shape == (1, 8) and found.positions.tolist() == [0]
+    finally:
+        await opened.close()
+
+
+# -- SQLite ----------------------------------------------------------------------------------------------------
 
 
 async def test_sqlite_migration_4_creates_the_knowledge_tables(tmp_path: Path) -> None:
@@ -234,32 +383,37 @@ async def test_sqlite_migration_4_creates_the_knowledge_tables(tmp_path: Path) -
         conn.close()
 
 
-async def test_sqlite_a_failed_save_leaves_the_previous_document_whole(tmp_path: Path) -> None:
-    database = await SqliteSettingsStore.open(db_path(tmp_path))
+# -- PostgreSQL ------------------------------------------------------------------------------------------------
+
+
+async def test_postgres_keeps_vectors_as_little_endian_float32_bytes(postgres_url: str) -> None:
+    database = await PostgresSettingsStore.open(postgres_url)
     try:
-        store = SqliteKnowledgeStore(database)
-        first = document("a", chunk_count=3)
-        await store.save_knowledge_document(first, chunks(first))
-        broken = document("a", chunk_count=2)
-        duplicate = chunks(broken)
-        duplicate[1] = replace(duplicate[1], position=0)  # violates the primary key half-way
-        with pytest.raises(StoreError, match="save a knowledge document"):
-            await store.save_knowledge_document(broken, duplicate)
-        assert await store.knowledge_documents(scopes=[CHANNEL.scope]) == [first]
-        assert len(await store.knowledge_chunks([("a", i) for i in range(3)])) == 3
+        record = document("a", chunk_count=2)
+        await PostgresKnowledgeStore(database).save_knowledge_document(record, chunks(record))
     finally:
         await database.close()
-
-
-async def test_sqlite_skips_a_vector_of_the_wrong_length(tmp_path: Path) -> None:
-    database = await SqliteSettingsStore.open(db_path(tmp_path))
+    conn = await asyncpg.connect(postgres_url)
     try:
-        store = SqliteKnowledgeStore(database)
-        record = document("a", chunk_count=2)
-        rows = chunks(record)
-        rows[1] = replace(rows[1], vector=b"\x00" * 5)
-        await store.save_knowledge_document(record, rows)
-        found = await store.knowledge_vectors(CHANNEL.scope, "nomic-embed-text")
-        assert found.matrix.shape == (1, 8) and found.positions.tolist() == [0]
+        kind = await conn.fetchval(
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_name = 'knowledge_chunks' AND column_name = 'vector'"
+        )
+        stored = [row["vector"] for row in await conn.fetch("SELECT vector FROM knowledge_chunks ORDER BY position")]
+    finally:
+        await conn.close()
+    assert kind == "bytea"
+    assert stored == [np.asarray(v, dtype="<f4").tobytes() for v in vectors(2)]
+
+
+async def test_postgres_lists_documents_of_the_same_moment_by_id(postgres_url: str) -> None:
+    """PostgreSQL keeps no insertion order: ties go by id (SQLite and memory keep the order first saved)."""
+    database = await PostgresSettingsStore.open(postgres_url)
+    try:
+        store = PostgresKnowledgeStore(database)
+        for name in ("b", "c", "a"):
+            record = document(name, chunk_count=1)
+            await store.save_knowledge_document(record, chunks(record))
+        assert [d.document_id for d in await store.knowledge_documents(scopes=[CHANNEL.scope])] == ["a", "b", "c"]
     finally:
         await database.close()

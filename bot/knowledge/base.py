@@ -40,6 +40,7 @@ from bot.knowledge.records import (
 from bot.knowledge.refusals import (
     KNOWLEDGE_STORE_FAILED,
     DocumentTooLarge,
+    KnowledgeNotSaved,
     KnowledgeRefusal,
     ScopeFull,
     UnreadableDocument,
@@ -184,6 +185,11 @@ class KnowledgeBase:
                 replaced is not None,
             )
             return document, replaced
+        except StoreError as exc:
+            # Reported to whoever added the file (a KnowledgeRefusal), not left to the generic command failure.
+            log.warning("knowledge file not saved in scope=%s:%s: %s", target.scope.kind, target.scope.id, exc)
+            self.library.forget(target.scope)
+            raise KnowledgeNotSaved.file(name) from exc
         finally:
             self._busy -= 1
 
@@ -254,13 +260,21 @@ class KnowledgeBase:
     ) -> PinSyncResult:
         """Keep `channel_id`'s pinned messages in the scope from now on, starting with `pins`."""
         source = PinSource(target=target, channel_id=channel_id, added_at=_now(), added_by=added_by)
-        await self._store.save_knowledge_pin_source(source)
+        try:
+            await self._store.save_knowledge_pin_source(source)
+        except StoreError as exc:
+            log.warning("pinned messages of channel %s not tracked: %s", channel_id, exc)
+            raise KnowledgeNotSaved.pins() from exc
         self._tracked_channels = None
         return await self._sync_source(source, pins)
 
     async def sync_pins(self, channel_id: int, pins: Sequence[PinnedMessage]) -> list[PinSyncResult]:
         """Bring every scope that keeps this channel's pins in step with `pins` (the channel's pins now)."""
-        sources = await self._store.knowledge_pin_sources(channel_id=channel_id)
+        try:
+            sources = await self._store.knowledge_pin_sources(channel_id=channel_id)
+        except StoreError as exc:
+            log.warning("pins of channel %s not synced: %s", channel_id, exc)
+            raise KnowledgeNotSaved.pins() from exc
         return [await self._sync_source(source, pins) for source in sources]
 
     def _pin_lock(self, channel_id: int) -> asyncio.Lock:
@@ -341,6 +355,10 @@ class KnowledgeBase:
                 skipped,
             )
             return result
+        except StoreError as exc:
+            log.warning("pins of channel %s not synced into scope=%s:%s: %s", channel_id, scope.kind, scope.id, exc)
+            self.library.forget(scope)
+            raise KnowledgeNotSaved.pins() from exc
         finally:
             self._busy -= 1
 

@@ -106,6 +106,16 @@ class KnowledgeLibrary:
             self._indexes[scope] = index.without_documents(gone)
             self._recount_index(scope)
 
+    def forget(self, scope: Scope) -> None:
+        """Drop what is cached of `scope` after a change that may or may not have reached the store.
+
+        It is read again on next use, so the cache matches what the database really kept (a pin update
+        that failed half-way has saved some of its documents; a commit whose reply was lost may be in).
+        """
+        self._bump(scope)
+        self._documents.pop(scope, None)
+        self._indexes.pop(scope, None)
+
     def _recount_index(self, scope: Scope) -> None:
         index = self._indexes.get(scope)
         cached = self._documents.get(scope)

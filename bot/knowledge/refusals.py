@@ -15,6 +15,7 @@ __all__ = [
     "EmbeddingFailed",
     "EmbeddingModelMissing",
     "EmbeddingUnavailable",
+    "KnowledgeNotSaved",
     "KnowledgeRefusal",
     "ScopeFull",
     "UnreadableDocument",
@@ -27,6 +28,26 @@ KNOWLEDGE_STORE_FAILED = "the knowledge database could not be read (see the bot'
 
 class KnowledgeRefusal(Exception):
     """Knowledge could not be added or used; str() tells the user why and, where there is one, what to do."""
+
+
+class KnowledgeNotSaved(KnowledgeRefusal):
+    """The database did not take the change (unreachable, restarting, refusing writes); the log has why."""
+
+    @classmethod
+    def file(cls, name: str) -> KnowledgeNotSaved:
+        """A file: its document and chunks are one transaction, so none of it was kept."""
+        return cls(
+            f"❌ Couldn't add {display_name(name)}: the knowledge database can't be reached right now, "
+            "so nothing was added. Try again in a moment."
+        )
+
+    @classmethod
+    def pins(cls) -> KnowledgeNotSaved:
+        """Pinned messages: each is saved on its own, so some may be in; the next update brings in the rest."""
+        return cls(
+            "❌ Couldn't add the pinned messages: the knowledge database can't be reached right now. "
+            "Run `/knowledge add-pins` again in a moment."
+        )
 
 
 class DocumentTooLarge(KnowledgeRefusal):

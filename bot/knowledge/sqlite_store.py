@@ -14,11 +14,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-
 from bot.channel_settings.store import Scope, ScopeKind, SqliteSettingsStore
-from bot.knowledge.index import VECTOR_DTYPE, VectorRows
+from bot.knowledge.index import VectorRows
 from bot.knowledge.records import ChunkRecord, DocumentKind, DocumentRecord, KnowledgeTarget, PinSource
+from bot.knowledge.store import VectorRowsBuilder
 
 _DOCUMENT_COLUMNS = (
     "document_id",
@@ -127,29 +126,15 @@ class SqliteKnowledgeStore:
 
         def read(conn: sqlite3.Connection) -> VectorRows:
             documents = [_document(row) for row in conn.execute(_BY_SCOPE, (scope.kind.value, scope.id))]
-            wanted = [d for d in documents if d.embed_model == model]
-            if not wanted:
-                return VectorRows.empty(len(documents))
-            dimensions = wanted[0].dimensions
-            wanted = [d for d in wanted if d.dimensions == dimensions]
-            total = sum(d.chunk_count for d in wanted)
-            matrix = np.empty((total, dimensions), dtype=np.float32)
-            doc_rows = np.empty(total, dtype=np.int32)
-            positions = np.empty(total, dtype=np.int32)
-            row = 0
-            for number, document in enumerate(wanted):
+            builder = VectorRowsBuilder(documents, model)
+            for number, document in enumerate(builder.documents):
                 cursor = conn.execute(
                     "SELECT position, vector FROM knowledge_chunks WHERE document_id = ? ORDER BY position",
                     (document.document_id,),
                 )
                 for position, blob in cursor:
-                    if row >= total or len(blob) != dimensions * VECTOR_DTYPE.itemsize:
-                        continue  # damaged or half-written elsewhere: left out rather than misread
-                    matrix[row] = np.frombuffer(blob, dtype=VECTOR_DTYPE)
-                    doc_rows[row] = number
-                    positions[row] = position
-                    row += 1
-            return VectorRows(wanted, doc_rows[:row], positions[:row], matrix[:row], len(documents) - len(wanted))
+                    builder.add(number, position, blob)
+            return builder.rows()
 
         return await self._database.run_job("read knowledge vectors", read, write=False)
 

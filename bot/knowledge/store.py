@@ -1,10 +1,11 @@
 """Where team knowledge is kept: the interface every backend implements, and the in-memory twin.
 
 The SQLite backend (bot/knowledge/sqlite_store.py) keeps documents, chunks and vectors in the
-settings database; a PostgreSQL backend implements the same protocol (vectors as float32 bytes in a
-BYTEA column), and tests/test_knowledge_store.py runs one contract suite on every backend. Method
-names carry "knowledge" so one store class can implement this protocol next to the settings and
-answer-record ones.
+settings database; the PostgreSQL backend (bot/knowledge/postgres_store.py) implements the same
+protocol on the same tables (vectors as float32 bytes in a BYTEA column), and
+tests/test_knowledge_store.py runs one contract suite on every backend. Method names carry
+"knowledge" so one store class can implement this protocol next to the settings and answer-record
+ones.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from bot.channel_settings.store import Scope
-from bot.knowledge.index import VectorRows, from_vector_bytes
+from bot.knowledge.index import VECTOR_DTYPE, VectorRows, from_vector_bytes
 from bot.knowledge.records import ChunkRecord, DocumentKind, DocumentRecord, PinSource
 
-__all__ = ["KnowledgeStore", "MemoryKnowledgeStore", "vector_rows"]
+__all__ = ["KnowledgeStore", "MemoryKnowledgeStore", "VectorRowsBuilder", "vector_rows"]
 
 
 @runtime_checkable
@@ -35,7 +36,9 @@ class KnowledgeStore(Protocol):
     ) -> list[DocumentRecord]:
         """The documents of these scopes, or of every scope of a server, oldest first (no chunks).
 
-        Documents added at the same time come in the order they were first saved.
+        Documents added at the same time come in one fixed order, which saving one again keeps: the order
+        they were first saved in memory and SQLite (its rowid); on PostgreSQL, which keeps no row order,
+        that of their ids.
         """
         ...
 
@@ -87,6 +90,46 @@ def vector_rows(documents: Sequence[DocumentRecord], chunks: Sequence[ChunkRecor
         matrix=from_vector_bytes([c.vector for c in mine], dimensions),
         other_models=others,
     )
+
+
+class VectorRowsBuilder:
+    """What knowledge_vectors returns, filled one chunk at a time as a database backend reads them.
+
+    The matrix is allocated once from the documents' chunk counts, so a large scope is never held twice
+    (as stored bytes and as a matrix). Documents of `model` whose vector length differs from the first
+    one's are left out, as in `vector_rows`; so is a vector of the wrong length, or a chunk beyond the
+    documents' chunk counts (damaged or half-written elsewhere): left out rather than misread.
+    """
+
+    def __init__(self, documents: Sequence[DocumentRecord], model: str) -> None:
+        """`documents`: every document of the scope, in the order knowledge_documents lists them."""
+        wanted = [d for d in documents if d.embed_model == model]
+        self.dimensions = wanted[0].dimensions if wanted else 0
+        self.documents = [d for d in wanted if d.dimensions == self.dimensions]
+        self._other_models = len(documents) - len(self.documents)
+        total = sum(d.chunk_count for d in self.documents)
+        self._matrix = np.empty((total, self.dimensions), dtype=np.float32)
+        self._doc_rows = np.empty(total, dtype=np.int32)
+        self._positions = np.empty(total, dtype=np.int32)
+        self._filled = 0
+        self._vector_size = self.dimensions * VECTOR_DTYPE.itemsize
+
+    def add(self, number: int, position: int, vector: bytes) -> None:
+        """Chunk `position` of `documents[number]`; chunks come in document order, then in position order."""
+        row = self._filled
+        if row >= len(self._matrix) or len(vector) != self._vector_size:
+            return
+        self._matrix[row] = np.frombuffer(vector, dtype=VECTOR_DTYPE)
+        self._doc_rows[row] = number
+        self._positions[row] = position
+        self._filled += 1
+
+    def rows(self) -> VectorRows:
+        """Everything added so far."""
+        if not self.documents:
+            return VectorRows.empty(self._other_models)
+        n = self._filled
+        return VectorRows(self.documents, self._doc_rows[:n], self._positions[:n], self._matrix[:n], self._other_models)
 
 
 class MemoryKnowledgeStore:
