@@ -256,3 +256,14 @@ async def test_fake_discord_pings_like_discord(discord_server: FakeDiscord) -> N
         await client.close()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_mention_while_the_settings_database_fails_is_told_so(harness: Harness) -> None:
+    from bot.cogs.chat import DATABASE_TROUBLE
+
+    running = await harness.start_bot()
+    await running.services.store.close()  # every later read fails with StoreError, like a database outage
+
+    prompt = await harness.discord.send_user_message("hello?", mention_bot=True)
+    await harness.discord.wait_for(lambda: bool(harness.replies_to(int(prompt["id"]))) and harness.idle())
+    assert [m["content"] for m in harness.replies_to(int(prompt["id"]))] == [DATABASE_TROUBLE]

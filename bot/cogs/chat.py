@@ -16,6 +16,7 @@ from bot.answers.request import AnswerRequest
 from bot.attachments import AttachmentPlan, AttachmentRecord, plan_attachments
 from bot.channel_settings.effective import effective_settings
 from bot.channel_settings.resolve import EffectiveSettings
+from bot.channel_settings.store import StoreError
 from bot.cogs.rebuilders import Rebuilder
 from bot.conversation import ChatRecord
 from bot.discord_history import ThreadStarters, read_reply_chain
@@ -49,6 +50,7 @@ STOP_EXPIRED = "This answer is no longer being generated (it finished, or the bo
 REGENERATE_EXPIRED = "This answer can't be regenerated any more: its question was deleted, or is too old."
 STILL_ANSWERING = "This answer is still being written; stop it first."
 RESTARTING = "The bot is restarting; please ask again in a moment."
+DATABASE_TROUBLE = "I can't read my settings database right now, so I can't answer. Please ask again in a moment."
 # Channel kinds and permissions (see bot/places.py).
 CHAT_IN_THREAD = (
     "This is already a thread, and a thread can't hold another one. Mention me here to ask something, "
@@ -104,6 +106,12 @@ class ChatCog(commands.Cog):
         self._busy += 1
         try:
             await self._handle_message(message, me.id)
+        except StoreError as exc:
+            # Settings could not be read (the database is down or restarting): say so to whoever asked.
+            log.warning("could not answer message %s in channel %s: %s", message.id, message.channel.id, exc)
+            if message.guild is None or any(user.id == me.id for user in message.mentions):
+                with contextlib.suppress(discord.HTTPException):
+                    await message.reply(DATABASE_TROUBLE, mention_author=False, allowed_mentions=NO_PINGS)
         except Exception:
             log.exception("failed to answer message %s in channel %s", message.id, message.channel.id)
         finally:
