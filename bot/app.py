@@ -15,10 +15,11 @@ from bot.answers.book import AnswerBook
 from bot.channel_settings.store import SettingsStore
 from bot.clock import Clock
 from bot.config import Settings
+from bot.discord_budget import limit_requests
 from bot.discord_io import INTERACTION_TOKEN_LIFETIME
 from bot.metrics import Metrics
 from bot.ollama.catalog import ModelCatalog
-from bot.ollama.client import OllamaClient
+from bot.ollama.pool import OllamaPool
 from bot.streaming.pacing import ChannelWriteBudget
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ class Services:
     """Everything the Discord adapters need, built once by the composition root."""
 
     settings: Settings
-    ollama: OllamaClient
+    ollama: OllamaPool  # every Ollama host (a single one is a pool of one)
     clock: Clock
     budget: ChannelWriteBudget
     store: SettingsStore
@@ -84,6 +85,8 @@ class OllacordBot(commands.Bot):
             **client_options,
         )
         self.services = services
+        if services.budget.shared is not None:
+            limit_requests(self.http, services.budget.shared)  # Discord's global limit, for every bot-token request
         self.sync_commands = sync_commands
         # Discord's 15 minutes, after which an interaction token stops working; tests shorten it.
         self.interaction_token_lifetime = interaction_token_lifetime

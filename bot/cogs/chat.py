@@ -23,9 +23,9 @@ from bot.channel_settings.resolve import EffectiveSettings
 from bot.conversation import ChatRecord
 from bot.discord_io import NO_PINGS, ChannelReplySink, InteractionReplySink, to_record
 from bot.metrics import error_kind
-from bot.ollama.client import ChatChunk
+from bot.ollama.client import ChatChunk, OllamaClient
 from bot.ollama.errors import OllamaError
-from bot.ollama.fair_share import QueuePosition, RequestQueue, UserRateLimiter, stream_with_busy_retry
+from bot.ollama.fair_share import QueuePosition, UserRateLimiter
 from bot.ollama.think_gate import stream_without_rejected_think
 from bot.places import (
     ChannelResolver,
@@ -113,7 +113,8 @@ class ChatCog(commands.Cog):
         self.bot = bot
         self.services = services
         settings = services.settings
-        self.queue = RequestQueue(settings.max_concurrent_requests)
+        self.queue = services.ollama  # one first-come queue in front of every Ollama host, each with its capacity
+        self._answered_by: dict[int, str] = {}  # request key -> the Ollama host that answered it
         self.rate_limiter = UserRateLimiter(settings.user_requests_per_minute, RATE_WINDOW)
         self.attachment_limits = AttachmentLimits(
             max_image_bytes=int(settings.max_image_mb * 1024 * 1024),
@@ -705,6 +706,7 @@ class ChatCog(commands.Cog):
                 done_reason=result.done_reason,
                 eval_count=result.tokens,
                 prompt_eval_count=chunks.prompt_eval_count,
+                host=self._answered_by.pop(request.key, None),
             )
 
     def _start_record(
@@ -739,10 +741,11 @@ class ChatCog(commands.Cog):
     async def _queued_stream(
         self, request: Request, status: StatusLine, late_notes: list[str]
     ) -> AsyncIterator[ChatChunk]:
-        """Wait for a turn on Ollama (showing the queue position), then stream, retrying 'server busy'.
+        """Wait for a turn on an Ollama host (showing the queue position), then stream from it.
 
-        Attachments are downloaded and the conversation fitted to the model's context only once the
-        turn has come, so a queued request holds no image bytes.
+        The pool routes the request (see bot/ollama/pool.py), retries 'server busy' and moves it to another
+        host on a failure before the first token. Attachments are downloaded and the conversation fitted to
+        the model's context only once the turn has come, so a queued request holds no image bytes.
         """
 
         effective = request.effective
@@ -754,7 +757,8 @@ class ChatCog(commands.Cog):
         async def on_retry(attempt: int, delay: float) -> None:
             status.set(notes.busy_retry_status(delay))
 
-        async with self.queue.slot(on_wait):
+        lease_turn = self.queue.lease(effective.model, conversation=request.channel_id, on_wait=on_wait)
+        async with lease_turn as lease:
             status.set(initial)  # the queue position is no longer news
             prepared = await self.prompts.prepare(
                 request.records,
@@ -769,23 +773,24 @@ class ChatCog(commands.Cog):
                 if prepared.history_limited:
                     late_notes.insert(0, HISTORY_TRIMMED)
 
-                def open_with(think_value: bool | str | None) -> AsyncGenerator[ChatChunk, None]:
-                    return self.services.ollama.chat_stream(
-                        effective.model,
-                        prepared.messages,
-                        options=effective.options or None,
-                        think=think_value,
-                        keep_alive=effective.keep_alive,
-                    )
+                def open_on(client: OllamaClient) -> AsyncGenerator[ChatChunk, None]:
+                    def open_with(think_value: bool | str | None) -> AsyncGenerator[ChatChunk, None]:
+                        return client.chat_stream(
+                            effective.model,
+                            prepared.messages,
+                            options=effective.options or None,
+                            think=think_value,
+                            keep_alive=effective.keep_alive,
+                        )
 
-                def open_stream() -> AsyncGenerator[ChatChunk, None]:
                     return stream_without_rejected_think(
                         open_with, prepared.think, on_rejected=lambda: self.prompts.forget(effective.model)
                     )
 
-                retrying = stream_with_busy_retry(open_stream, clock=self.services.clock, on_retry=on_retry)
-                async with contextlib.aclosing(retrying) as stream:
+                async with contextlib.aclosing(lease.stream(open_on, on_retry=on_retry)) as stream:
                     async for chunk in stream:
+                        if lease.url is not None:
+                            self._answered_by[request.key] = lease.url
                         if chunk.done and chunk.prompt_eval_count:
                             self.prompts.observe(prepared, effective.model, request.channel_id, chunk.prompt_eval_count)
                         yield chunk

@@ -1,4 +1,6 @@
-"""A short-lived cache of the models installed on the Ollama server, and what each one can do.
+"""A short-lived cache of the models installed on the Ollama server(s), and what each one can do.
+
+With a pool of hosts, the catalog sees the union of every host's models (see OllamaPool.list_models).
 
 Autocomplete must answer within Discord's 3 seconds even when Ollama is slow or busy loading a
 model, so lookups never wait long: a stale list beats a timeout.
@@ -19,10 +21,10 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bot.clock import Clock
-from bot.ollama.client import ModelInfo, OllamaClient
+from bot.ollama.client import LoadedModel, ModelInfo
 from bot.ollama.errors import OllamaError
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,26 @@ OLD_DEFAULT_NUM_CTX = 2048
 DEFAULT_NUM_CTX = 4096
 _VISION_FAMILIES = frozenset({"clip", "mllama"})
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+
+
+class ModelSource(Protocol):
+    """Where the catalog reads models from: one Ollama client, or a pool of hosts seen as one."""
+
+    async def list_models(self) -> list[ModelInfo]:
+        """Installed models (/api/tags)."""
+        ...
+
+    async def show(self, model: str) -> dict[str, Any]:
+        """One model's details (/api/show)."""
+        ...
+
+    async def ps(self) -> list[LoadedModel]:
+        """Loaded models (/api/ps)."""
+        ...
+
+    async def version(self) -> str:
+        """The server version (/api/version)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +150,7 @@ def default_num_ctx(version: str) -> int:
 class ModelCatalog:
     """Installed models from /api/tags, refreshed in the background when older than `ttl`."""
 
-    def __init__(self, client: OllamaClient, clock: Clock, *, ttl: float = 30.0, patience: float = 1.0) -> None:
+    def __init__(self, client: ModelSource, clock: Clock, *, ttl: float = 30.0, patience: float = 1.0) -> None:
         self._client = client
         self._clock = clock
         self._ttl = ttl

@@ -15,6 +15,7 @@ import aiohttp
 
 from bot.ollama.errors import (
     ModelNotFound,
+    OllamaConnectionLost,
     OllamaError,
     OllamaFirstTokenTimeout,
     OllamaHTTPError,
@@ -387,7 +388,7 @@ class _LineReader:
                     raise OllamaStalled(self._inactivity) from None
                 raise OllamaFirstTokenTimeout(self._first_timeout) from None
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-                raise OllamaIncompleteStream(f"connection to Ollama lost mid-stream: {_describe(exc)}") from exc
+                raise OllamaConnectionLost(f"connection to Ollama lost mid-stream: {_describe(exc)}") from exc
             if not data:
                 return self._tail()
             lines = self._splitter.feed(data)

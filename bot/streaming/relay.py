@@ -21,6 +21,7 @@ from bot.clock import Clock
 from bot.ollama.client import ChatChunk
 from bot.ollama.errors import OllamaError, OllamaIncompleteStream
 from bot.streaming import notes
+from bot.streaming.global_budget import Priority, request_priority
 from bot.streaming.pacing import ChannelWriteBudget, next_edit_at
 from bot.streaming.splitter import MESSAGE_LIMIT, split_reply
 from bot.streaming.thinking import Filtered, ThinkTagFilter
@@ -35,6 +36,8 @@ ROLL_OVER_ZONE = 0.8
 # Seconds between further attempts at the final edit when Discord fails for a passing reason (5xx, network):
 # it is the edit that takes the in-progress marker and the Stop button away, so it is worth waiting for.
 FINAL_EDIT_RETRIES = (1.0, 2.0, 4.0, 8.0)
+# While Discord's global budget is too tight for status refreshes, a changed status is looked at again after this.
+STATUS_RETRY = 1.0
 
 
 class ReplyGone(Exception):
@@ -229,6 +232,7 @@ class _Relay:
         self.showing_status = bool(reuse)
         self.reasoning_started_at: float | None = None
         self.think_filter = ThinkTagFilter()
+        self.counted_as_stream = False  # registered with the global budget as a reply showing text
         status.subscribe(self.changed.set)
         if status.text:
             self.changed.set()  # show a status given up front (e.g. "regenerating") at once
@@ -270,6 +274,8 @@ class _Relay:
             await self._stop_reader(reader)
             await self._stop_waiting()
             self.result.message_count = len(self.handles)
+            if self.counted_as_stream and self.budget.shared is not None:
+                self.budget.shared.stream_ended()
         return self.result
 
     # ---- reading Ollama
@@ -343,6 +349,11 @@ class _Relay:
                     delay = self._edit_delay()
                 if self.finished.is_set():
                     return
+            if not self.result.text and not self._status_has_room():
+                # Status refreshes are the first thing to go when Discord's global budget is tight.
+                await self.clock.wait_for(self.finished, STATUS_RETRY)
+                self.changed.set()
+                continue
             try:
                 await self._publish(final=False)
             except ReplyWriteFailed as failed:
@@ -358,14 +369,24 @@ class _Relay:
             return 0.0
         paced = 0.0
         if not (self.showing_status and self.result.text):
-            # The first answer text replaces a status at once; after that, keep the reply's cadence.
-            interval = max(self.options.edit_interval, self.budget.steady_interval)
+            # The first answer text replaces a status at once; after that, keep the reply's cadence, which
+            # stretches when so many replies stream that together they would exceed Discord's global limit.
+            shared = self.budget.shared
+            interval = max(
+                self.options.edit_interval,
+                self.budget.steady_interval,
+                shared.stream_interval() if shared is not None else 0.0,
+            )
             paced = next_edit_at(self.last_edit_at, interval) - now
         # Near the end of a message the final publish may have to roll over too (two writes), so
         # keep a second slot free there, on top of the one always kept for the final edit.
         nearly_full = bool(desired) and len(desired[-1][0]) > self.options.limit * ROLL_OVER_ZONE
         needed = writes + 1 + int(nearly_full)
         return max(paced, self.budget.delay(self.sink.channel_key, now, needed=needed))
+
+    def _status_has_room(self) -> bool:
+        shared = self.budget.shared
+        return shared is None or shared.has_room(Priority.STATUS)
 
     def _status_text(self) -> str | None:
         if self.result.reasoning:
@@ -414,11 +435,12 @@ class _Relay:
         """Bring Discord up to date; on `final`, finish every message and drop unused ones."""
         desired = self._desired(final=final)
         for index, (content, controls) in enumerate(desired):
-            await self._write(index, content, controls)
+            await self._write(index, content, controls, final=final)
         self.showing_status = not self.result.text and bool(desired)
         if final:
             while len(self.handles) > len(desired):
-                with contextlib.suppress(ReplyGone, ReplyRefused):  # a passing failure is tried again
+                # A passing failure is tried again.
+                with contextlib.suppress(ReplyGone, ReplyRefused), request_priority(Priority.FINAL):
                     await self.sink.delete(self.handles[-1])
                 self.handles.pop()
                 self.shown.pop()
@@ -443,29 +465,43 @@ class _Relay:
             lines.append(notes.note(notes.describe_error(self.result.error)))
         return "\n".join(lines)
 
-    async def _write(self, index: int, content: str, controls: Controls) -> None:
+    async def _write(self, index: int, content: str, controls: Controls, *, final: bool = False) -> None:
         """Create or edit message `index` so it shows `content` (skipped if it already does)."""
         if index < len(self.shown) and self.shown[index] == (content, controls):
             return
         while (delay := self.budget.delay(self.sink.channel_key, self.clock.now())) > 0:
             await self.clock.sleep(delay)
         self.budget.record(self.sink.channel_key, self.clock.now())
-        if index >= len(self.handles):
-            after = self.handles[index - 1] if index else None
-            handle = await self.sink.send(content, after=after, controls=controls)
-            self.handles.append(handle)
-            self.shown.append((content, controls))
-            if index == 0:
-                await self._stop_waiting()
-        else:
-            await self.sink.edit(self.handles[index], content, controls=controls)
-            self.shown[index] = (content, controls)
-            self.result.edits += 1
+        with request_priority(self._priority(final)):
+            if index >= len(self.handles):
+                after = self.handles[index - 1] if index else None
+                handle = await self.sink.send(content, after=after, controls=controls)
+                self.handles.append(handle)
+                self.shown.append((content, controls))
+                if index == 0:
+                    await self._stop_waiting()
+            else:
+                await self.sink.edit(self.handles[index], content, controls=controls)
+                self.shown[index] = (content, controls)
+                self.result.edits += 1
         now = self.clock.now()
         self.last_edit_at = now
         self.result.update_times.append(now)
         if self.result.first_visible_at is None and self.result.text:
             self.result.first_visible_at = now
+            if self.budget.shared is not None and not final:
+                self.budget.shared.stream_started()
+                self.counted_as_stream = True
+
+    def _priority(self, final: bool) -> Priority:
+        """How a write ranks in Discord's global budget."""
+        if final:
+            return Priority.FINAL
+        if not self.result.text:
+            return Priority.STATUS
+        if self.result.first_visible_at is None:
+            return Priority.FIRST
+        return Priority.EDIT
 
     async def _final_edit_after_failure(
         self, reason: str | None = None, *, retries: Sequence[float] = FINAL_EDIT_RETRIES
@@ -517,7 +553,8 @@ class _Relay:
             else:
                 content = text
             try:
-                await self.sink.edit(handle, content or notes.EMPTY_ANSWER, controls=Controls.NONE)
+                with request_priority(Priority.FINAL):
+                    await self.sink.edit(handle, content or notes.EMPTY_ANSWER, controls=Controls.NONE)
             except Exception as exc:
                 log.warning("could not take the in-progress marker off the reply either (%s)", exc)
                 return False
@@ -552,7 +589,10 @@ class _Relay:
 
     async def _start_waiting(self) -> None:
         try:
-            await self.sink.start_waiting()
+            # The typing indicator (and the task that repeats it) is the first thing dropped when Discord's
+            # global budget is tight.
+            with request_priority(Priority.TYPING):
+                await self.sink.start_waiting()
         except Exception:
             log.warning("could not show the typing indicator", exc_info=True)
 
