@@ -204,6 +204,7 @@ async def run_bot(settings: Settings) -> int:
         async with ollama_session(settings) as session:
             services = build_services(settings, session, store)
             await _report_ollama(services)
+            services.ollama.start()  # checks every host of a pool in the background
             try:
                 return await _serve(services)
             except discord.LoginFailure:
