@@ -781,6 +781,7 @@ class ChatCog(commands.Cog):
                             options=effective.options or None,
                             think=think_value,
                             keep_alive=effective.keep_alive,
+                            batch=True,  # the relay edits about once a second: no need to wake per token
                         )
 
                     return stream_without_rejected_think(

@@ -233,7 +233,12 @@ class _Relay:
         self.reasoning_started_at: float | None = None
         self.think_filter = ThinkTagFilter()
         self.counted_as_stream = False  # registered with the global budget as a reply showing text
-        status.subscribe(self.changed.set)
+        # What the messages should show depends only on the texts and the status: kept until they change,
+        # since pacing looks at it several times between two edits and splitting a long answer is not free.
+        self.version = 0
+        self._desired_for: tuple[int, str | None] | None = None
+        self._desired_now: list[Shown] = []
+        status.subscribe(self._status_changed)
         if status.text:
             self.changed.set()  # show a status given up front (e.g. "regenerating") at once
 
@@ -290,7 +295,7 @@ class _Relay:
                 if chunk.thinking:
                     self._add_reasoning(chunk.thinking, now)
                 if chunk.content:
-                    result.tokens += 1
+                    result.tokens += chunk.deltas
                     result.last_token_at = now
                     self._apply(self.think_filter.feed(chunk.content), now)
                 if chunk.done:
@@ -310,10 +315,15 @@ class _Relay:
             self.finished.set()
             self.changed.set()
 
+    def _status_changed(self) -> None:
+        self.version += 1
+        self.changed.set()
+
     def _add_reasoning(self, text: str, now: float) -> None:
         if self.reasoning_started_at is None:
             self.reasoning_started_at = now
         self.result.reasoning += text
+        self.version += 1
         self.changed.set()
 
     def _apply(self, filtered: Filtered, now: float) -> None:
@@ -321,10 +331,12 @@ class _Relay:
             # What looked like the answer was reasoning whose opening tag was in the prompt.
             self._add_reasoning(self.result.text, now)
             self.result.text = ""
+            self.version += 1
         if filtered.reasoning:
             self._add_reasoning(filtered.reasoning, now)
         if filtered.content:
             self.result.text += filtered.content
+            self.version += 1
             self.changed.set()
 
     # ---- publishing to Discord
@@ -363,10 +375,21 @@ class _Relay:
 
     def _edit_delay(self) -> float:
         now = self.clock.now()
+        paced = self._paced_delay(now)
+        if paced > 0:
+            return paced  # not yet: what to write, and the channel's budget, are looked at when the time comes
         desired = self._desired(final=False)
         writes = sum(1 for i, want in enumerate(desired) if i >= len(self.shown) or self.shown[i] != want)
         if writes == 0:
             return 0.0
+        # Near the end of a message the final publish may have to roll over too (two writes), so
+        # keep a second slot free there, on top of the one always kept for the final edit.
+        nearly_full = bool(desired) and len(desired[-1][0]) > self.options.limit * ROLL_OVER_ZONE
+        needed = writes + 1 + int(nearly_full)
+        return self.budget.delay(self.sink.channel_key, now, needed=needed)
+
+    def _paced_delay(self, now: float) -> float:
+        """Seconds until this reply's own cadence allows its next edit."""
         paced = 0.0
         if not (self.showing_status and self.result.text):
             # The first answer text replaces a status at once; after that, keep the reply's cadence, which
@@ -378,11 +401,7 @@ class _Relay:
                 shared.stream_interval() if shared is not None else 0.0,
             )
             paced = next_edit_at(self.last_edit_at, interval) - now
-        # Near the end of a message the final publish may have to roll over too (two writes), so
-        # keep a second slot free there, on top of the one always kept for the final edit.
-        nearly_full = bool(desired) and len(desired[-1][0]) > self.options.limit * ROLL_OVER_ZONE
-        needed = writes + 1 + int(nearly_full)
-        return max(paced, self.budget.delay(self.sink.channel_key, now, needed=needed))
+        return paced
 
     def _status_has_room(self) -> bool:
         shared = self.budget.shared
@@ -400,6 +419,15 @@ class _Relay:
 
     def _desired(self, *, final: bool) -> list[Shown]:
         """What every message of the reply should show now."""
+        if final:
+            return self._compute_desired(final=True)
+        key = (self.version, None if self.result.text else self._status_text())
+        if key != self._desired_for:
+            self._desired_now = self._compute_desired(final=False)
+            self._desired_for = key
+        return self._desired_now
+
+    def _compute_desired(self, *, final: bool) -> list[Shown]:
         answer = self.result.text
         stop = Controls.STOP if self.options.stop_button else Controls.NONE
         if not final and not answer:
