@@ -21,7 +21,7 @@ from typing import Any
 
 import discord.http
 
-from bot.streaming.global_budget import GlobalBudget, Priority, current_priority
+from bot.streaming.global_budget import GlobalBudget, Priority, current_priority, take_prepaid
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +40,15 @@ def limit_requests(http: discord.http.HTTPClient, budget: GlobalBudget) -> None:
         if _exempt(route):
             return await send(route, **kwargs)
         priority = current_priority()
-        if priority is Priority.TYPING:
+        # A slot the relay took beforehand, where giving up the wait was still safe (see relay._Relay._stream).
+        slot = take_prepaid()
+        if slot is None and priority is Priority.TYPING:
             slot = budget.try_acquire(priority)
             if slot is None:
                 budget.dropped += 1
                 log.debug("typing indicator left out: Discord's global budget is tight")
                 return None
-        else:
+        elif slot is None:
             slot = await budget.acquire(priority)
         try:
             return await send(route, **kwargs)

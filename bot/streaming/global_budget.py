@@ -33,7 +33,16 @@ from dataclasses import dataclass, field
 
 from bot.clock import Clock
 
-__all__ = ["DISCORD_GLOBAL_RATE", "GlobalBudget", "Priority", "Slot", "current_priority", "request_priority"]
+__all__ = [
+    "DISCORD_GLOBAL_RATE",
+    "GlobalBudget",
+    "Priority",
+    "Slot",
+    "current_priority",
+    "prepaid",
+    "request_priority",
+    "take_prepaid",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +69,7 @@ _CEILING = {
     Priority.FINAL: 1.0,
     Priority.FIRST: 1.0,
     Priority.OTHER: 1.0,
-    Priority.EDIT: 1.0,
+    Priority.EDIT: 0.9,
     Priority.STATUS: 0.6,
     Priority.TYPING: 0.4,
 }
@@ -69,6 +78,7 @@ _CEILING = {
 EDIT_SHARE = 0.7
 
 _CURRENT: contextvars.ContextVar[Priority] = contextvars.ContextVar("discord_request_priority", default=Priority.OTHER)
+_PREPAID: contextvars.ContextVar[Slot | None] = contextvars.ContextVar("discord_prepaid_slot", default=None)
 
 
 def current_priority() -> Priority:
@@ -86,20 +96,46 @@ def request_priority(priority: Priority) -> Iterator[None]:
         _CURRENT.reset(token)
 
 
-class Slot:
-    """One request let through; release it when its response has arrived."""
+@contextlib.contextmanager
+def prepaid(slot: Slot | None) -> Iterator[None]:
+    """The next request made inside the block uses `slot`, taken beforehand, instead of waiting for one."""
+    token = _PREPAID.set(slot)
+    try:
+        yield
+    finally:
+        _PREPAID.reset(token)
 
-    __slots__ = ("_budget", "_released")
+
+def take_prepaid() -> Slot | None:
+    """The slot taken for the request being made now (see :func:`prepaid`), if there is one left."""
+    slot = _PREPAID.get()
+    if slot is None or slot.used:
+        return None
+    slot.used = True
+    return slot
+
+
+class Slot:
+    """One request let through; release it when its response has arrived (or refund it, unused)."""
+
+    __slots__ = ("_budget", "_released", "used")
 
     def __init__(self, budget: GlobalBudget) -> None:
         self._budget = budget
         self._released = False
+        self.used = False  # a request went out on it
 
     def release(self) -> None:
         """The request is over: from now it counts for one more window, then not at all."""
         if not self._released:
             self._released = True
             self._budget._release()
+
+    def refund(self) -> None:
+        """Give back a slot no request went out on (it then never counted)."""
+        if not self._released and not self.used:
+            self._released = True
+            self._budget._refund()
 
 
 @dataclass(eq=False, slots=True)
@@ -131,6 +167,7 @@ class GlobalBudget:
         self._waiters: list[_Waiter] = []
         self._seq = itertools.count()
         self._streams = 0
+        self._first_texts_due = 0  # replies started that have not shown text yet (each will need a request)
         self.dropped = 0  # typing indicators left out because the budget was tight
         self.waited = 0  # requests that had to wait for a slot
 
@@ -143,6 +180,14 @@ class GlobalBudget:
     def stream_ended(self) -> None:
         """A reply that was showing text finished."""
         self._streams = max(0, self._streams - 1)
+
+    def first_text_due(self) -> None:
+        """A reply started: it will need a request for its first text soon."""
+        self._first_texts_due += 1
+
+    def first_text_done(self) -> None:
+        """That reply showed its first text (or ended without)."""
+        self._first_texts_due = max(0, self._first_texts_due - 1)
 
     @property
     def streams(self) -> int:
@@ -163,10 +208,17 @@ class GlobalBudget:
         return self._in_flight + len(self._ended)
 
     def has_room(self, priority: Priority) -> bool:
-        """Whether a request of `priority` would be let through right now, without waiting."""
+        """Whether a request of `priority` would be let through right now, without waiting.
+
+        Status refreshes and typing indicators also leave room for the first texts of the replies that
+        have just started: a burst of questions must not spend the budget on "typing…" before the answers.
+        """
         if any(w.priority <= priority for w in self._waiters):
             return False
-        return self.used(self._clock.now()) < self._ceiling(priority)
+        used = self.used(self._clock.now())
+        if priority >= Priority.STATUS:
+            used += self._first_texts_due
+        return used < self._ceiling(priority)
 
     def try_acquire(self, priority: Priority) -> Slot | None:
         """A slot now, or None (nothing is queued) if the request would have to wait."""
@@ -221,6 +273,10 @@ class GlobalBudget:
     def _release(self) -> None:
         self._in_flight -= 1
         self._ended.append(self._clock.now())
+        self._wake_head()
+
+    def _refund(self) -> None:
+        self._in_flight -= 1
         self._wake_head()
 
     def _wake_head(self) -> None:

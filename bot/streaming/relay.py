@@ -21,7 +21,7 @@ from bot.clock import Clock
 from bot.ollama.client import ChatChunk
 from bot.ollama.errors import OllamaError, OllamaIncompleteStream
 from bot.streaming import notes
-from bot.streaming.global_budget import Priority, request_priority
+from bot.streaming.global_budget import Priority, Slot, prepaid, request_priority
 from bot.streaming.pacing import ChannelWriteBudget, next_edit_at
 from bot.streaming.splitter import MESSAGE_LIMIT, split_reply
 from bot.streaming.thinking import Filtered, ThinkTagFilter
@@ -233,6 +233,7 @@ class _Relay:
         self.reasoning_started_at: float | None = None
         self.think_filter = ThinkTagFilter()
         self.counted_as_stream = False  # registered with the global budget as a reply showing text
+        self.first_text_due = False  # the global budget counts on this reply to need a request for its first text
         # What the messages should show depends only on the texts and the status: kept until they change,
         # since pacing looks at it several times between two edits and splitting a long answer is not free.
         self.version = 0
@@ -244,6 +245,9 @@ class _Relay:
 
     async def run(self) -> RelayResult:
         reader = asyncio.create_task(self._read(), name="ollama-reader")
+        if self.budget.shared is not None:
+            self.budget.shared.first_text_due()
+            self.first_text_due = True
         try:
             await self._start_waiting()
             await self._stream()
@@ -281,6 +285,7 @@ class _Relay:
             self.result.message_count = len(self.handles)
             if self.counted_as_stream and self.budget.shared is not None:
                 self.budget.shared.stream_ended()
+            self._first_text_shown()
         return self.result
 
     # ---- reading Ollama
@@ -362,16 +367,55 @@ class _Relay:
                 if self.finished.is_set():
                     return
             if not self.result.text and not self._status_has_room():
-                # Status refreshes are the first thing to go when Discord's global budget is tight.
-                await self.clock.wait_for(self.finished, STATUS_RETRY)
+                # Status refreshes are the first thing to go when Discord's global budget is tight: look again
+                # in a moment, or as soon as something else changes (the first text goes out at once).
+                await self.clock.wait_for(self.changed, STATUS_RETRY)
                 self.changed.set()
                 continue
+            slot = await self._global_slot_unless_finished()
+            if self.finished.is_set() and slot is None:
+                return
             try:
-                await self._publish(final=False)
+                with prepaid(slot):
+                    await self._publish(final=False)
             except ReplyWriteFailed as failed:
                 # Generation goes on: what was not shown now is in the next edit (latest text wins).
                 self.last_edit_at = self.clock.now()
                 log.warning("could not update the reply (%s); trying again with the next edit", failed)
+            finally:
+                if slot is not None:
+                    slot.refund()  # nothing needed writing after all, or the sink's route is not budgeted
+
+    async def _global_slot_unless_finished(self) -> Slot | None:
+        """Wait for this edit's slot in Discord's global budget, unless the stream ends first.
+
+        Waiting here rather than inside the HTTP call keeps two things true under load: the edit shows the
+        text as it is when it can go out (latest wins), and a reply whose stream ends meanwhile makes its
+        final edit at once instead of first sending an edit that waits behind everyone else's final edits.
+        """
+        shared = self.budget.shared
+        priority = self._priority(final=False)
+        if shared is None or priority is not Priority.EDIT:
+            # No global budget; or a status, which is dropped rather than waited for; or the first text, whose
+            # write first waits for the answer's record to be saved (a slot must not be held meanwhile).
+            return None
+        slot = shared.try_acquire(priority)
+        if slot is not None or self.finished.is_set():
+            return slot
+        acquiring = asyncio.ensure_future(shared.acquire(priority))
+        ending = asyncio.ensure_future(self.finished.wait())
+        try:
+            await asyncio.wait({acquiring, ending}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ending.cancel()
+            if not acquiring.done():
+                acquiring.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            slot = await acquiring
+        if slot is not None and self.finished.is_set():
+            slot.refund()
+            return None
+        return slot
 
     def _edit_delay(self) -> float:
         now = self.clock.now()
@@ -517,9 +561,15 @@ class _Relay:
         self.result.update_times.append(now)
         if self.result.first_visible_at is None and self.result.text:
             self.result.first_visible_at = now
+            self._first_text_shown()
             if self.budget.shared is not None and not final:
                 self.budget.shared.stream_started()
                 self.counted_as_stream = True
+
+    def _first_text_shown(self) -> None:
+        if self.first_text_due and self.budget.shared is not None:
+            self.first_text_due = False
+            self.budget.shared.first_text_done()
 
     def _priority(self, final: bool) -> Priority:
         """How a write ranks in Discord's global budget."""
