@@ -32,7 +32,7 @@ async def test_at_most_the_limit_counts_in_any_window(clock: FakeClock) -> None:
     granted: list[float] = []
 
     async def request() -> None:
-        slot = await budget.acquire(Priority.EDIT)
+        slot = await budget.acquire(Priority.OTHER)
         granted.append(clock.now())
         await clock.sleep(0.05)  # the request travels to Discord and back
         slot.release()
@@ -108,6 +108,9 @@ async def test_typing_and_status_get_only_part_of_the_budget(clock: FakeClock) -
     slots += [await budget.acquire(Priority.STATUS) for _ in range(2)]
     assert not budget.has_room(Priority.STATUS)  # 60 %: status refreshes wait
     assert budget.has_room(Priority.EDIT) and budget.has_room(Priority.FINAL)  # the text always finds room
+    slots += [await budget.acquire(Priority.EDIT) for _ in range(3)]
+    assert not budget.has_room(Priority.EDIT)  # 90 %: edits leave the rest for first texts and final edits
+    assert budget.has_room(Priority.FINAL) and budget.has_room(Priority.FIRST)
     for slot in slots:
         slot.release()
 
