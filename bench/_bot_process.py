@@ -22,18 +22,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import sys
 import threading
 
-import aiohttp
 import discord.gateway
 import discord.http
 import yarl
 
-from bot.__main__ import build_services, open_store
+from bot.__main__ import build_services, ollama_session, open_store
 from bot.app import OllacordBot
 from bot.config import ConfigError, Settings
 from bot.logs import setup_logging
@@ -49,7 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--api-base", default=env.get("BENCH_DISCORD_API"), help="fake Discord REST base URL")
     parser.add_argument("--gateway", default=env.get("BENCH_DISCORD_GATEWAY"), help="fake Discord gateway URL")
-    parser.add_argument("--ollama", default=env.get("BENCH_OLLAMA"), help="fake Ollama base URL")
+    parser.add_argument(
+        "--ollama", default=env.get("BENCH_OLLAMA"), help="fake Ollama base URL, or several as OLLAMA_HOST lists them"
+    )
     parser.add_argument("--token", default=env.get("BENCH_TOKEN", "fake-token"))
     parser.add_argument("--model", default=env.get("BENCH_MODEL", "llama3.2"))
     parser.add_argument("--data-dir", default=env.get("BENCH_DATA_DIR", "data"))
@@ -59,7 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     missing = [name for name in ("api_base", "gateway", "ollama") if not getattr(args, name)]
     if missing:
         parser.error("missing " + ", ".join("--" + name.replace("_", "-") for name in missing))
-    for url in (args.api_base, args.gateway, args.ollama):
+    ollama_urls = [entry.strip().rsplit("*", 1)[0] for entry in args.ollama.split(",")]
+    for url in (args.api_base, args.gateway, *ollama_urls):
         if yarl.URL(url).host not in ("127.0.0.1", "localhost", "::1"):
             parser.error(f"{url} is not a loopback address; the benchmark never leaves this machine")
     return args
@@ -79,6 +82,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     }
     if args.edit_interval:
         env["EDIT_INTERVAL"] = str(args.edit_interval)
+    # Further settings a scenario needs (bench_pool.py: several hosts, their check interval), as JSON.
+    env.update(json.loads(os.environ.get("BENCH_SETTINGS") or "{}"))
     return Settings.from_env(env)
 
 
@@ -105,11 +110,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     threading.Thread(target=_watch_stdin, args=(loop, stop), name="stdin-watch", daemon=True).start()
 
-    # The same session settings as production (bot/__main__.py run_bot).
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+    # The same session and pool as production (bot/__main__.py run_bot).
     store = await open_store(settings)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with ollama_session(settings) as session:
         services = build_services(settings, session, store)
+        services.ollama.start()
         bot = OllacordBot(services, guild_ready_timeout=0.05)
         connection: asyncio.Task[None] | None = None
         try:
@@ -133,6 +138,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         finally:
             await bot.close()
+            await services.ollama.close()
             await store.close()
             if connection is not None and not connection.done():
                 try:

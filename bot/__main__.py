@@ -44,13 +44,15 @@ from bot.leadership import Leadership, live_instances, lock_key_for, process_ins
 from bot.logs import setup_logging
 from bot.metrics import Metrics
 from bot.ollama.catalog import ModelCatalog, find_model
-from bot.ollama.client import OllamaClient
+from bot.ollama.client import ModelInfo, OllamaClient
 from bot.ollama.errors import OllamaError
+from bot.ollama.pool import OllamaPool
 from bot.prompt_preparation import PromptPreparer
 from bot.services import Services
 from bot.storage.copy import copy_store
 from bot.storage.database_url import Backend, parse_database_url, redact
 from bot.storage.postgres import DatabaseUnreachable
+from bot.streaming.global_budget import DISCORD_GLOBAL_RATE, GlobalBudget
 from bot.streaming.notes import describe_error
 from bot.streaming.pacing import ChannelWriteBudget
 from bot.usage.ledger import UsageLedger
@@ -90,18 +92,24 @@ STEP_DOWN_MARGIN = 0.25
 INVITE_PERMISSIONS = discord.Permissions(309237713984)
 
 
-def build_services(settings: Settings, session: aiohttp.ClientSession, store: SettingsStore) -> Services:
-    """Wire the core services around one shared HTTP session and the settings store."""
+def build_services(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    store: SettingsStore,
+    *,
+    discord_rate: float = DISCORD_GLOBAL_RATE,
+) -> Services:
+    """Wire the core services around one shared HTTP session and the settings store.
+
+    `discord_rate` is the share of Discord's global limit (requests per second per bot token) this process
+    may use.
+    """
     clock = MonotonicClock()
-    ollama = OllamaClient(
-        session,
-        settings.ollama_host,
-        first_token_timeout=settings.first_token_timeout,
-        inactivity_timeout=settings.stream_inactivity_timeout,
-    )
+    ollama = build_pool(settings, session, clock)
     catalog = ModelCatalog(ollama, clock)
-    budget = ChannelWriteBudget()
+    budget = ChannelWriteBudget(shared=GlobalBudget(discord_rate, clock=clock))
     metrics = Metrics()
+    metrics.watch_hosts(ollama.snapshots)
     answers = AnswerBook(
         answer_store_for(store),
         instance=process_instance_id(settings.instance_name),
@@ -159,6 +167,32 @@ def build_services(settings: Settings, session: aiohttp.ClientSession, store: Se
         knowledge=knowledge,
         usage=usage,
     )
+
+
+def build_pool(settings: Settings, session: aiohttp.ClientSession, clock: MonotonicClock) -> OllamaPool:
+    """Every Ollama host of OLLAMA_HOST with its capacity, behind one queue."""
+    clients = [
+        (
+            OllamaClient(
+                session,
+                url,
+                first_token_timeout=settings.first_token_timeout,
+                inactivity_timeout=settings.stream_inactivity_timeout,
+            ),
+            capacity,
+        )
+        for url, capacity in settings.host_capacities()
+    ]
+    return OllamaPool(clients, clock=clock, check_interval=settings.ollama_check_interval)
+
+
+def ollama_session(settings: Settings) -> aiohttp.ClientSession:
+    """The HTTP session for talking to Ollama: no overall timeout (the client keeps its own deadlines), and
+    enough connections for every host's capacity plus the checks, as aiohttp would otherwise hold streams
+    back at 100 connections without a word."""
+    capacity = sum(capacity for _, capacity in settings.host_capacities())
+    connector = aiohttp.TCPConnector(limit=capacity + 8 * len(settings.ollama_hosts) + 16)
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10), connector=connector)
 
 
 def answer_store_for(store: SettingsStore) -> AnswerStore:
@@ -286,17 +320,19 @@ def invite_url(application_id: int) -> str:
 
 
 async def _report_ollama(services: Services) -> None:
-    """Log whether Ollama answers; the bot stays up either way and explains failures in replies."""
-    try:
-        version = await services.ollama.version()
-    except OllamaError as exc:
-        log.warning(
-            "Ollama is not reachable at %s yet (%s); replies will explain until it is",
-            services.ollama.base_url,
-            type(exc).__name__,
-        )
-        return
-    log.info("Ollama %s at %s; default model %s", version, services.ollama.base_url, services.settings.ollama_model)
+    """Log whether each Ollama host answers; the bot stays up either way and explains failures in replies."""
+    for host in services.ollama.hosts:
+        try:
+            version = await host.client.version()
+        except OllamaError as exc:
+            log.warning(
+                "Ollama is not reachable at %s yet (%s); replies will explain until it is",
+                host.url,
+                type(exc).__name__,
+            )
+            continue
+        log.info("Ollama %s at %s (%d at once)", version, host.url, host.capacity)
+    log.info("default model %s", services.settings.ollama_model)
 
 
 async def warm_up(services: Services) -> None:
@@ -316,13 +352,16 @@ async def run_bot(settings: Settings) -> int:
         store = await open_store(settings)
     except StoreError as exc:
         return _store_failure_exit(exc)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
     leadership: Leadership | None = None
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            services = build_services(settings, session, store)
+        async with ollama_session(settings) as session:
+            # Instances that split a token's shards split Discord's global limit the same way.
+            services = build_services(
+                settings, session, store, discord_rate=DISCORD_GLOBAL_RATE * settings.shards.token_share
+            )
             leadership = build_leadership(settings, services)
             await _report_ollama(services)
+            services.ollama.start()  # checks every host of a pool in the background
             try:
                 return await _serve(services, leadership)
             except discord.LoginFailure:
@@ -331,6 +370,8 @@ async def run_bot(settings: Settings) -> int:
             except discord.PrivilegedIntentsRequired:
                 print(INTENT_HELP, file=sys.stderr)
                 return 1
+            finally:
+                await services.ollama.close()
     finally:
         if leadership is not None:
             await leadership.close()
@@ -595,23 +636,7 @@ async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
     except StoreError as exc:
         line(False, str(exc))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as session:
-        ollama = OllamaClient(session, settings.ollama_host, inactivity_timeout=15.0)
-        try:
-            version = await ollama.version()
-            line(True, f"Ollama {version} answers at {settings.ollama_host}")
-            models = await ollama.list_models()
-            found = find_model(models, settings.ollama_model)
-            if found:
-                line(True, f"default model {found.name} is installed")
-            else:
-                names = ", ".join(m.name for m in models) or "none"
-                line(
-                    False,
-                    f"default model {settings.ollama_model} is not installed (`ollama pull "
-                    f"{settings.ollama_model}`); installed: {names}",
-                )
-        except OllamaError as exc:
-            line(False, describe_error(exc).removeprefix("⚠️ "))
+        await _check_ollama_hosts(settings, session, line)
     client = discord.Client(intents=discord.Intents.default())
     try:
         await client.login(settings.discord_token)
@@ -627,6 +652,42 @@ async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
         await client.close()
     print(f"\n{'ready' if not failures else f'{failures} problem(s) found'}", file=out)
     return 1 if failures else 0
+
+
+async def _check_ollama_hosts(
+    settings: Settings, session: aiohttp.ClientSession, line: Callable[[bool, str], None]
+) -> None:
+    """Every Ollama host answers, and the default model is installed (on at least one of them)."""
+    model = settings.ollama_model
+    several = len(settings.ollama_hosts) > 1
+    found: list[ModelInfo] = []
+    names: set[str] = set()
+    answered = 0
+    for url, capacity in settings.host_capacities():
+        client = OllamaClient(session, url, inactivity_timeout=15.0)
+        try:
+            version = await client.version()
+            models = await client.list_models()
+        except OllamaError as exc:
+            line(False, describe_error(exc).removeprefix("⚠️ "))
+            continue
+        answered += 1
+        names.update(m.name for m in models)
+        here = find_model(models, model)
+        if here is not None:
+            found.append(here)
+        if several:
+            has = f"has {here.name}" if here else f"does not have {model}"
+            line(True, f"Ollama {version} answers at {url} ({capacity} at once; {has})")
+        else:
+            line(True, f"Ollama {version} answers at {url}")
+    if found:
+        where = f" on {len(found)} of {len(settings.ollama_hosts)} hosts" if several else ""
+        line(True, f"default model {found[0].name} is installed{where}")
+    elif answered:
+        listed = ", ".join(sorted(names)) or "none"
+        where = " on any host" if several else ""
+        line(False, f"default model {model} is not installed{where} (`ollama pull {model}`); installed: {listed}")
 
 
 async def run_sync(settings: Settings, guild_id: int | None, out: TextIO = sys.stdout) -> int:

@@ -10,6 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord_budget import limit_requests
 from bot.discord_io import INTERACTION_TOKEN_LIFETIME
 from bot.metrics import Metrics
 from bot.services import Services
@@ -63,6 +64,8 @@ class OllacordBot(commands.Bot):
             **client_options,
         )
         self.services = services
+        if services.budget.shared is not None:
+            limit_requests(self.http, services.budget.shared)  # Discord's global limit, for every bot-token request
         self.sync_commands = sync_commands
         # Discord's 15 minutes, after which an interaction token stops working; tests shorten it.
         self.interaction_token_lifetime = interaction_token_lifetime
@@ -87,7 +90,7 @@ class OllacordBot(commands.Bot):
         await self.add_cog(chat)
         metrics = self.services.metrics
         answering = self.services.answering
-        metrics.queue_depth.set_function(lambda: float(answering.queue.waiting))
+        metrics.queue_depth.set_function(lambda: float(answering.ollama.waiting))
         metrics.active_streams.set_function(lambda: float(answering.streaming))
         for name in RATE_LIMIT_LOGGERS:
             logging.getLogger(name).addFilter(self._rate_limit_counter)

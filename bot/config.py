@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from bot.ollama.host import normalize_ollama_host
+from bot.ollama.host import MAX_HOST_CAPACITY, HostSpec, parse_ollama_hosts
 from bot.shards import MAX_SHARDS, ShardPlan, parse_shard_ids
 from bot.storage.database_url import DatabaseUrl, parse_database_url, redact
 
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+# How often every Ollama host of a pool is checked (version, models installed and loaded).
+DEFAULT_OLLAMA_CHECK_INTERVAL = 30.0
 DEFAULT_MODEL = "llama3.2"
 # The embedding model team knowledge uses where no channel or server sets `embed_model`.
 DEFAULT_EMBED_MODEL = "nomic-embed-text"
@@ -50,7 +52,9 @@ class Settings:
     """Everything ollacord reads from the environment (and `.env`)."""
 
     discord_token: str
-    ollama_host: str = DEFAULT_OLLAMA_HOST
+    ollama_host: str = DEFAULT_OLLAMA_HOST  # the first (often the only) host of ollama_hosts
+    ollama_hosts: tuple[HostSpec, ...] = (HostSpec(DEFAULT_OLLAMA_HOST),)
+    ollama_check_interval: float = DEFAULT_OLLAMA_CHECK_INTERVAL
     ollama_model: str = DEFAULT_MODEL
     data_dir: Path = Path("data")
     log_level: str = "INFO"
@@ -113,11 +117,11 @@ class Settings:
         elif token.lower().startswith("bot "):
             token = token[4:].strip()
 
-        host = DEFAULT_OLLAMA_HOST
+        hosts: tuple[HostSpec, ...] = (HostSpec(DEFAULT_OLLAMA_HOST),)
         raw_host = get("OLLAMA_HOST")
         if raw_host:
             try:
-                host = normalize_ollama_host(raw_host)
+                hosts = parse_ollama_hosts(raw_host)
             except ValueError as exc:
                 problems.append(f"OLLAMA_HOST={raw_host!r}: {exc}")
 
@@ -151,7 +155,14 @@ class Settings:
 
         settings = cls(
             discord_token=token,
-            ollama_host=host,
+            ollama_host=hosts[0].url,
+            ollama_hosts=hosts,
+            ollama_check_interval=parsed(
+                "OLLAMA_CHECK_INTERVAL",
+                DEFAULT_OLLAMA_CHECK_INTERVAL,
+                _bounded(float, 1.0, 3600.0),
+                "a number of seconds between 1 and 3600",
+            ),
             ollama_model=model,
             data_dir=Path(get("DATA_DIR") or "data"),
             log_level=level,
@@ -171,7 +182,10 @@ class Settings:
             admin_role_ids=parsed("ADMIN_ROLE_IDS", frozenset(), _id_set, "a comma-separated list of numeric ids"),
             allow_dms=parsed("ALLOW_DMS", False, _switch, "true or false"),
             max_concurrent_requests=parsed(
-                "MAX_CONCURRENT_REQUESTS", 1, _bounded(int, 1, 64), "a whole number from 1 to 64"
+                "MAX_CONCURRENT_REQUESTS",
+                1,
+                _bounded(int, 1, MAX_HOST_CAPACITY),
+                f"a whole number from 1 to {MAX_HOST_CAPACITY}",
             ),
             user_requests_per_minute=parsed(
                 "USER_REQUESTS_PER_MINUTE", 10, _bounded(int, 0, 10_000), "a whole number (0 = no limit)"
@@ -209,6 +223,10 @@ class Settings:
         if problems:
             raise ConfigError(problems)
         return settings
+
+    def host_capacities(self) -> tuple[tuple[str, int], ...]:
+        """Every Ollama host with the requests it serves at once: its own `*N`, else MAX_CONCURRENT_REQUESTS."""
+        return tuple((host.url, host.capacity or self.max_concurrent_requests) for host in self.ollama_hosts)
 
     @property
     def database(self) -> DatabaseUrl:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from bot.ollama.errors import (
     ModelNotFound,
+    NoHostAvailable,
     OllamaFirstTokenTimeout,
     OllamaHTTPError,
     OllamaIncompleteStream,
@@ -18,6 +19,7 @@ from bot.ollama.errors import (
     OllamaStreamError,
     OllamaUnreachable,
 )
+from bot.ollama.pool_host import HostSnapshot
 
 __all__ = [
     "CONTENT_TYPE",
@@ -25,6 +27,7 @@ __all__ = [
     "REPLY_DURATION_BUCKETS",
     "REPLY_OUTCOMES",
     "TIME_TO_FIRST_TOKEN_BUCKETS",
+    "Collected",
     "Counter",
     "Gauge",
     "Histogram",
@@ -50,6 +53,7 @@ ERROR_KINDS = (
     "first_token_timeout",
     "incomplete",
     "busy",
+    "no_host",
     "other",
 )
 """Every value of the `kind` label of ollacord_ollama_errors_total."""
@@ -186,6 +190,34 @@ class Gauge(_Metric):
             yield _sample(self.name, self.label_names, key, _format_float(self._values[key]))
 
 
+class Collected(_Metric):
+    """Labelled values read from a callable at every render (what another component already keeps count of)."""
+
+    def __init__(self, name: str, help: str, *, type_name: str, labels: Sequence[str]) -> None:
+        if type_name == "counter" and not name.endswith("_total"):
+            raise ValueError(f"counter name {name!r} must end in _total")
+        super().__init__(name, help, labels)
+        self.type_name = type_name
+        self._read: Callable[[], dict[_Key, float]] | None = None
+
+    def set_function(self, read: Callable[[], dict[_Key, float]] | None) -> None:
+        """Read the series (label values in label order -> value) from `read` at every render."""
+        self._read = read
+
+    def values(self) -> dict[_Key, float]:
+        """Every series now."""
+        return self._read() if self._read is not None else {}
+
+    def _samples(self) -> Iterable[str]:
+        try:
+            values = self.values()
+        except Exception:
+            logger.warning("reading %s failed; leaving it out of this scrape", self.name, exc_info=True)
+            return
+        for key in sorted(values):
+            yield _sample(self.name, self.label_names, key, _format_float(values[key]))
+
+
 class _HistogramSeries:
     __slots__ = ("counts", "sum")
 
@@ -277,13 +309,50 @@ class Metrics:
             "Tokens per model: prompt (sent to the model, every request of an answer) and answer (generated).",
             labels=("model", "kind"),
         )
+        # Per Ollama host of the pool (the host label is its base URL).
+        self.host_up = Collected(
+            "ollacord_ollama_host_up",
+            "1 if the Ollama host is in the pool, 0 while it is out.",
+            type_name="gauge",
+            labels=("host",),
+        )
+        self.host_requests = Collected(
+            "ollacord_ollama_host_requests_total",
+            "Chat requests sent to each Ollama host.",
+            type_name="counter",
+            labels=("host",),
+        )
+        self.host_errors = Collected(
+            "ollacord_ollama_host_errors_total",
+            "Failed chat requests per Ollama host, by kind.",
+            type_name="counter",
+            labels=("host", "kind"),
+        )
+        self.host_active = Collected(
+            "ollacord_ollama_host_active",
+            "Requests each Ollama host serves right now.",
+            type_name="gauge",
+            labels=("host",),
+        )
+        self.host_capacity = Collected(
+            "ollacord_ollama_host_capacity",
+            "Requests each Ollama host serves at once.",
+            type_name="gauge",
+            labels=("host",),
+        )
+        self.host_queue = Collected(
+            "ollacord_ollama_host_queue",
+            "Waiting requests each Ollama host could serve.",
+            type_name="gauge",
+            labels=("host",),
+        )
         # Known label values start at 0 so rate() and absent-series alerts work before the first event.
         for outcome in REPLY_OUTCOMES:
             self.replies.inc(0, outcome=outcome)
         for kind in ERROR_KINDS:
             self.ollama_errors.inc(0, kind=kind)
 
-    def all(self) -> tuple[Counter | Gauge | Histogram, ...]:
+    def all(self) -> tuple[Counter | Gauge | Histogram | Collected, ...]:
         """Every metric, in exposition order."""
         return (
             self.replies,
@@ -295,7 +364,36 @@ class Metrics:
             self.discord_rate_limits,
             self.ollama_errors,
             self.model_tokens,
+            self.host_up,
+            self.host_requests,
+            self.host_errors,
+            self.host_active,
+            self.host_capacity,
+            self.host_queue,
         )
+
+    def watch_hosts(self, snapshots: Callable[[], Sequence[HostSnapshot]]) -> None:
+        """Read the per-host metrics from the Ollama pool's snapshots at every render."""
+
+        def per_host(value: Callable[[HostSnapshot], float]) -> Callable[[], dict[_Key, float]]:
+            return lambda: {(h.url,): value(h) for h in snapshots()}
+
+        def errors() -> dict[_Key, float]:
+            found: dict[_Key, float] = {}
+            for host in snapshots():
+                for kind in ERROR_KINDS:
+                    found[(host.url, kind)] = 0.0
+                for error_type, count in host.errors:
+                    key = (host.url, error_kind_of(error_type))
+                    found[key] += count
+            return found
+
+        self.host_up.set_function(per_host(lambda h: 0.0 if h.up is False else 1.0))
+        self.host_requests.set_function(per_host(lambda h: float(h.requests)))
+        self.host_errors.set_function(errors)
+        self.host_active.set_function(per_host(lambda h: float(h.active)))
+        self.host_capacity.set_function(per_host(lambda h: float(h.capacity)))
+        self.host_queue.set_function(per_host(lambda h: float(h.waiting)))
 
     def render(self) -> str:
         """The full exposition text (Prometheus text format 0.0.4), ending in a newline."""
@@ -312,12 +410,18 @@ _ERROR_KINDS: dict[type[BaseException], str] = {
     OllamaStalled: "stalled",
     OllamaFirstTokenTimeout: "first_token_timeout",
     OllamaIncompleteStream: "incomplete",
+    NoHostAvailable: "no_host",
 }
 
 
 def error_kind(error: BaseException) -> str:
     """The `kind` label for `error` (one of ERROR_KINDS); anything unrecognised is "other"."""
-    for cls in type(error).__mro__:
+    return error_kind_of(type(error))
+
+
+def error_kind_of(error_type: type[BaseException]) -> str:
+    """The `kind` label for errors of this type."""
+    for cls in error_type.__mro__:
         kind = _ERROR_KINDS.get(cls)
         if kind is not None:
             return kind

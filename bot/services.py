@@ -15,7 +15,7 @@ from bot.config import Settings
 from bot.knowledge.base import KnowledgeBase
 from bot.metrics import Metrics
 from bot.ollama.catalog import ModelCatalog
-from bot.ollama.client import OllamaClient
+from bot.ollama.pool import OllamaPool
 from bot.streaming.pacing import ChannelWriteBudget
 from bot.usage.ledger import UsageLedger
 
@@ -27,7 +27,7 @@ class Services:
     """Everything the Discord adapters need, built once by the composition root."""
 
     settings: Settings
-    ollama: OllamaClient
+    ollama: OllamaPool  # every Ollama host (a single one is a pool of one)
     clock: Clock
     budget: ChannelWriteBudget
     store: SettingsStore

@@ -80,6 +80,7 @@ class RunningBot:
 
     async def stop(self) -> None:
         await self.bot.close()
+        await self.services.ollama.close()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(self.task, 5)
         await self.session.close()

@@ -23,6 +23,8 @@ from bot.metrics import (
 )
 from bot.ollama.errors import (
     ModelNotFound,
+    NoHostAvailable,
+    OllamaConnectionLost,
     OllamaError,
     OllamaFirstTokenTimeout,
     OllamaHTTPError,
@@ -238,6 +240,12 @@ def test_metrics_render_is_valid_exposition_text() -> None:
         ("ollacord_discord_rate_limited_total", "counter"),
         ("ollacord_ollama_errors_total", "counter"),
         ("ollacord_model_tokens_total", "counter"),
+        ("ollacord_ollama_host_up", "gauge"),
+        ("ollacord_ollama_host_requests_total", "counter"),
+        ("ollacord_ollama_host_errors_total", "counter"),
+        ("ollacord_ollama_host_active", "gauge"),
+        ("ollacord_ollama_host_capacity", "gauge"),
+        ("ollacord_ollama_host_queue", "gauge"),
     ]
     helps = re.findall(r"^# HELP (\S+) \S", text, flags=re.MULTILINE)
     assert helps == [name for name, _ in families]
@@ -284,6 +292,8 @@ ERROR_KIND_TABLE: list[tuple[BaseException, str]] = [
     (OllamaStalled(60), "stalled"),
     (OllamaFirstTokenTimeout(300), "first_token_timeout"),
     (OllamaIncompleteStream(), "incomplete"),
+    (OllamaConnectionLost(), "incomplete"),
+    (NoHostAvailable("llama3.2", []), "no_host"),
     (OllamaProtocolError("not JSON"), "other"),
     (OllamaTimeout(5, "deadline"), "other"),
     (OllamaError("something"), "other"),

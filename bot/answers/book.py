@@ -220,8 +220,9 @@ class LiveAnswer:
         eval_count: int | None = None,
         prompt_eval_count: int | None = None,
         text: str | None = None,
+        host: str | None = None,
     ) -> bool:
-        """The answer ended: record how, and wait (at most write_timeout) until that is saved."""
+        """The answer ended: record how (and which Ollama host answered), and wait until that is saved."""
         self.record = replace(
             self.record,
             state=AnswerState.FINISHED,
@@ -231,6 +232,7 @@ class LiveAnswer:
             prompt_eval_count=prompt_eval_count,
             text=text,
             finished_at=self.book.now(),
+            host=host if host is not None else self.record.host,
         )
         return await self.book.save_and_wait(self.record)
 

@@ -30,7 +30,8 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.metrics import Metrics, error_kind
 from bot.ollama.client import ChatChunk, OllamaClient
-from bot.ollama.fair_share import QueuePosition, RequestQueue, UserRateLimiter, stream_with_busy_retry
+from bot.ollama.fair_share import QueuePosition, UserRateLimiter
+from bot.ollama.pool import Lease, OllamaPool
 from bot.ollama.think_gate import stream_without_rejected_think
 from bot.prompt_preparation import PromptPreparer
 from bot.streaming import notes
@@ -66,7 +67,7 @@ class AnswerService:
         self,
         *,
         settings: Settings,
-        ollama: OllamaClient,
+        ollama: OllamaPool,
         prompts: PromptPreparer,
         answers: AnswerBook,
         clock: Clock,
@@ -84,7 +85,7 @@ class AnswerService:
         self.metrics = metrics
         self.attachment_limits = attachment_limits
         self.usage = usage
-        self.queue = RequestQueue(settings.max_concurrent_requests)
+        self._answered_by: dict[int, str] = {}  # request key -> the Ollama host that answered it
         self.rate_limiter = UserRateLimiter(settings.user_requests_per_minute, RATE_WINDOW)
         self.accepting = True
         self._active: dict[int, _ActiveAnswer] = {}
@@ -202,6 +203,7 @@ class AnswerService:
                 eval_count=result.tokens,
                 prompt_eval_count=chunks.prompt_eval_count,
                 text=result.text,
+                host=self._answered_by.pop(request.key, None),
             )
             spend.add(prompt_tokens=chunks.prompt_eval_count, answer_tokens=result.tokens)
             await self._count_usage(answer.record, spend, end=result.final_edit_at or self.clock.now())
@@ -254,11 +256,12 @@ class AnswerService:
         async def on_retry(attempt: int, delay: float) -> None:
             status.set(notes.busy_retry_status(delay))
 
-        async with self.queue.slot(on_wait):
+        lease_turn = self.ollama.lease(effective.model, conversation=request.channel_id, on_wait=on_wait)
+        async with lease_turn as lease:
             status.set(initial)  # the queue position is no longer news
             spend.turn_started_at = self.clock.now()
             if request.summary is not None:
-                async for chunk in self._summary_stream(request, status, on_retry, spend):
+                async for chunk in self._summary_stream(request, status, on_retry, spend, lease):
                     yield chunk
                 return
             prepared = await self.prompts.prepare(
@@ -276,23 +279,27 @@ class AnswerService:
                 if prepared.history_limited:
                     late_notes.insert(0, HISTORY_TRIMMED)
 
-                def open_with(think_value: bool | str | None) -> AsyncGenerator[ChatChunk, None]:
-                    return self.ollama.chat_stream(
-                        effective.model,
-                        prepared.messages,
-                        options=effective.options or None,
-                        think=think_value,
-                        keep_alive=effective.keep_alive,
-                    )
+                def open_on(client: OllamaClient) -> AsyncGenerator[ChatChunk, None]:
+                    def open_with(think_value: bool | str | None) -> AsyncGenerator[ChatChunk, None]:
+                        return client.chat_stream(
+                            effective.model,
+                            prepared.messages,
+                            options=effective.options or None,
+                            think=think_value,
+                            keep_alive=effective.keep_alive,
+                            batch=True,  # the relay edits about once a second: no need to wake per token
+                        )
 
-                def open_stream() -> AsyncGenerator[ChatChunk, None]:
                     return stream_without_rejected_think(
                         open_with, prepared.think, on_rejected=lambda: self.prompts.forget(effective.model)
                     )
 
-                retrying = stream_with_busy_retry(open_stream, clock=self.clock, on_retry=on_retry)
-                async with contextlib.aclosing(retrying) as stream:
+                # The pool retries "server busy" and moves the request to another host on a failure before the
+                # first token (bot/ollama/pool.py).
+                async with contextlib.aclosing(lease.stream(open_on, on_retry=on_retry)) as stream:
                     async for chunk in stream:
+                        if lease.url is not None:
+                            self._answered_by[request.key] = lease.url
                         if chunk.done and chunk.prompt_eval_count:
                             self.prompts.observe(prepared, effective.model, request.channel_id, chunk.prompt_eval_count)
                         yield chunk
@@ -305,28 +312,33 @@ class AnswerService:
         status: StatusLine,
         on_retry: Callable[[int, float], Awaitable[None]],
         spend: Spend,
+        lease: Lease,
     ) -> AsyncGenerator[ChatChunk, None]:
-        """A summary: map-reduce within the model's context, the final combine streamed (bot/summaries/)."""
+        """A summary: map-reduce within the model's context, the final combine streamed (bot/summaries/).
+
+        Every part is asked on the host the turn was leased on (the pool may move a part that fails before its
+        first token to another host).
+        """
         assert request.summary is not None
         effective = request.effective
         room = await self.prompts.model_room(effective, request.channel_id)
 
         def open_chat(messages: list[dict[str, object]]) -> AsyncGenerator[ChatChunk, None]:
-            def open_with(think_value: bool | str | None) -> AsyncGenerator[ChatChunk, None]:
-                return self.ollama.chat_stream(
-                    effective.model,
-                    messages,
-                    options=effective.options or None,
-                    think=think_value,
-                    keep_alive=effective.keep_alive,
-                )
+            def open_on(client: OllamaClient) -> AsyncGenerator[ChatChunk, None]:
+                def open_with(think_value: bool | str | None) -> AsyncGenerator[ChatChunk, None]:
+                    return client.chat_stream(
+                        effective.model,
+                        messages,
+                        options=effective.options or None,
+                        think=think_value,
+                        keep_alive=effective.keep_alive,
+                    )
 
-            def open_stream() -> AsyncGenerator[ChatChunk, None]:
                 return stream_without_rejected_think(
                     open_with, room.think, on_rejected=lambda: self.prompts.forget(effective.model)
                 )
 
-            return stream_with_busy_retry(open_stream, clock=self.clock, on_retry=on_retry)
+            return lease.stream(open_on, on_retry=on_retry)
 
         summary = summarize(
             request.summary,

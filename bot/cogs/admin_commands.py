@@ -6,19 +6,31 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.cogs.admin_hosts import (
+    STATUS_UNREACHABLE_FOR_MEMBERS,
+    host_label,
+    models_by_host,
+    pick_hosts,
+    pull_text,
+    status_line,
+    unknown_host,
+)
 from bot.cogs.chat import DMS_OFF
 from bot.discord_errors import NETWORK_ERRORS, describe_discord_error
 from bot.discord_io import NO_PINGS, InteractionReplySink
 from bot.ollama.catalog import describe_model, find_model, format_size
 from bot.ollama.client import LoadedModel, ModelInfo
-from bot.ollama.errors import OllamaError, OllamaUnreachable
+from bot.ollama.errors import ModelNotFound, OllamaError, OllamaUnreachable
+from bot.ollama.pool_host import PoolHost
 from bot.ollama.pull_progress import PullTracker
+from bot.streaming.global_budget import Priority, request_priority
 from bot.streaming.notes import describe_error
 from bot.streaming.relay import FINAL_EDIT_RETRIES, Controls, ReplyGone, ReplyRefused, ReplyWriteFailed
 
@@ -34,7 +46,7 @@ ADMINS_ONLY = (
 )
 # Where Ollama runs is the operator's business: members learn whether it answers, admins also see where.
 OLLAMA_UNREACHABLE_FOR_MEMBERS = "⚠️ The bot can't reach its Ollama server right now. Please try again later."
-STATUS_UNREACHABLE_FOR_MEMBERS = "🔴 Ollama is not answering right now (the bot's admins see why in `/status`)."
+__all__ = ["STATUS_UNREACHABLE_FOR_MEMBERS", "AdminCommands", "ConfirmDelete"]
 CAPABILITY_BADGES = {"vision": "👁️ vision", "thinking": "💭 thinking", "tools": "🔧 tools"}
 CONFIRM_SECONDS = 60.0
 
@@ -115,15 +127,17 @@ class AdminCommands(commands.Cog):
             return OLLAMA_UNREACHABLE_FOR_MEMBERS
         return describe_error(error)
 
-    @app_commands.command(name="models", description="List the models installed on the Ollama server")
+    @app_commands.command(name="models", description="List the models installed on the Ollama server(s)")
     async def models(self, interaction: discord.Interaction[Any]) -> None:
-        """Installed models with size, parameters, quantization, capabilities and whether loaded."""
+        """Installed models with size, parameters, quantization, capabilities, whether loaded, and where."""
         if await self._refuse_dm(interaction):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
+        pool = self.services.ollama
+        admin = self._is_admin(interaction)
         try:
             installed = await self.services.catalog.fresh()
-            loaded = {m.name: m for m in await self.services.ollama.ps()}
+            loaded = {m.name: m for m in await pool.ps()}
         except OllamaError as exc:
             await interaction.followup.send(self._error_for(interaction, exc), ephemeral=True)
             return
@@ -132,19 +146,37 @@ class AdminCommands(commands.Cog):
                 "No models are installed. An admin can add one with `/pull`.", ephemeral=True
             )
             return
-        where = f" on {self.services.ollama.base_url}" if self._is_admin(interaction) else " installed"
-        lines = [f"**{len(installed)} model(s){where}**"]
-        lines += [_format_model(m, loaded) for m in installed]
+        if pool.single:
+            where = f" on {pool.base_url}" if admin else " installed"
+            lines = [f"**{len(installed)} model(s){where}**"]
+            lines += [_format_model(m, loaded) for m in installed]
+        else:
+            placed = models_by_host(installed, pool.snapshots(), admin=admin)
+            lines = [f"**{len(installed)} model(s) on {len(pool.hosts)} Ollama hosts**"]
+            for model in installed:
+                having, loaded_on = placed[model.name]
+                line = _format_model(model, {})
+                line += f" · on {', '.join(having) or 'no host answering now'}"
+                if loaded_on:
+                    line += f" · 🟢 loaded on {', '.join(loaded_on)}"
+                lines.append(line)
         text = "\n".join(lines)
         if len(text) > 2000:
             text = text[:1990].rsplit("\n", 1)[0] + "\n…"
         await interaction.followup.send(text, ephemeral=True)
 
-    @app_commands.command(name="pull", description="Download a model onto the Ollama server (admins)")
-    @app_commands.describe(name="The model to pull, e.g. llama3.2 or qwen3:8b")
+    @app_commands.command(name="pull", description="Download a model onto the Ollama server(s) (admins)")
+    @app_commands.describe(
+        name="The model to pull, e.g. llama3.2 or qwen3:8b", host="One Ollama host (default: every host)"
+    )
     @app_commands.guild_only()
-    async def pull(self, interaction: discord.Interaction[Any], name: app_commands.Range[str, 1, 200]) -> None:
-        """Pull a model, showing live progress in a channel message."""
+    async def pull(
+        self,
+        interaction: discord.Interaction[Any],
+        name: app_commands.Range[str, 1, 200],
+        host: app_commands.Range[str, 1, 200] | None = None,
+    ) -> None:
+        """Pull a model onto every host (or one), showing live progress per host in a channel message."""
         arrived_at = self.services.clock.now()  # the interaction token's 15 minutes run from here
         if not self._is_admin(interaction):
             await interaction.response.send_message(ADMINS_ONLY, ephemeral=True)
@@ -153,8 +185,15 @@ class AdminCommands(commands.Cog):
         if not isinstance(channel, discord.abc.Messageable):
             await interaction.response.send_message("Use /pull in a text channel.", ephemeral=True)
             return
+        targets = pick_hosts(self.services.ollama.hosts, host)
+        if targets is None:
+            await interaction.response.send_message(
+                unknown_host(host or "", self.services.ollama.hosts), ephemeral=True
+            )
+            return
         clock = self.services.clock
-        tracker = PullTracker(name)
+        trackers = {target.url: PullTracker(name) for target in targets}
+        outcomes: dict[str, str | None] = {}
         # A pull can outlast the interaction token (15 min): the sink then edits through the channel instead.
         sink = InteractionReplySink(
             interaction,
@@ -163,30 +202,48 @@ class AdminCommands(commands.Cog):
             arrived_at=arrived_at,
             token_lifetime=self.bot.interaction_token_lifetime,
         )
-        callback = await interaction.response.send_message(f"⬇️ Pulling `{name}`…", allowed_mentions=NO_PINGS)
+        on_hosts = f" on {len(targets)} hosts" if len(targets) > 1 else ""
+        callback = await interaction.response.send_message(f"⬇️ Pulling `{name}`{on_hosts}…", allowed_mentions=NO_PINGS)
         message = callback.resource if callback is not None else None
         if not isinstance(message, discord.InteractionMessage):
             message = None
-        log.info("model pull started model=%s by=%s", name, interaction.user.id)
+        log.info("model pull started model=%s hosts=%d by=%s", name, len(targets), interaction.user.id)
+
+        def render(now: float) -> str:
+            return pull_text(name, targets, trackers, outcomes, now)
+
         # Progress is shown by its own task: Discord being slow or refusing an edit must never stall or close
-        # the pull stream, since Ollama cancels the download when its client goes away.
-        shower = asyncio.create_task(self._show_pull_progress(sink, message, tracker), name=f"pull-progress-{name}")
-        error: str | None = None
+        # a pull stream, since Ollama cancels the download when its client goes away.
+        shower = asyncio.create_task(self._show_pull_progress(sink, message, render), name=f"pull-progress-{name}")
         try:
-            async for progress in self.services.ollama.pull(name):
-                tracker.update(progress, clock.now())
-        except OllamaError as exc:
-            error = getattr(exc, "message", None) or str(exc)
+            await asyncio.gather(*(self._pull_on(target, name, trackers[target.url], outcomes) for target in targets))
         finally:
             shower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await shower
-            final = tracker.finished(error if error or tracker.done else "the pull ended early")
-            await self._show_pull_outcome(sink, message, final)
-        log.info("model pull finished model=%s ok=%s", name, error is None and tracker.done)
+            for target in targets:
+                outcomes.setdefault(target.url, "the pull was interrupted")
+            await self._show_pull_outcome(sink, message, render(clock.now()))
+        pulled = sum(1 for error in outcomes.values() if error is None)
+        log.info("model pull finished model=%s ok=%d/%d", name, pulled, len(targets))
+
+    async def _pull_on(
+        self, target: PoolHost, name: str, tracker: PullTracker, outcomes: dict[str, str | None]
+    ) -> None:
+        """Pull onto one host to the end of its stream; its outcome goes into `outcomes` (None: success)."""
+        clock = self.services.clock
+        error: str | None = None
+        try:
+            async for progress in target.client.pull(name):
+                tracker.update(progress, clock.now())
+        except OllamaError as exc:
+            error = getattr(exc, "message", None) or str(exc)
+        outcomes[target.url] = error if error or tracker.done else "the pull ended early"
+        if outcomes[target.url] is None:
+            await self.services.ollama.refresh_models(target)  # route to it at once
 
     async def _show_pull_progress(
-        self, sink: InteractionReplySink, message: discord.Message | None, tracker: PullTracker
+        self, sink: InteractionReplySink, message: discord.Message | None, render: Callable[[float], str]
     ) -> None:
         """Edit the progress message at a steady pace; failed edits are skipped, never raised."""
         clock, budget = self.services.clock, self.services.budget
@@ -196,12 +253,13 @@ class AdminCommands(commands.Cog):
             await clock.sleep(interval)
             while (delay := budget.delay(sink.channel_key, clock.now(), needed=2)) > 0:
                 await clock.sleep(delay)  # share the channel's write budget with streaming answers
-            text = tracker.render(clock.now())
+            text = render(clock.now())
             if text == shown:
                 continue
             budget.record(sink.channel_key, clock.now())
             try:
-                await sink.edit(message, text, controls=Controls.NONE)
+                with request_priority(Priority.STATUS):
+                    await sink.edit(message, text, controls=Controls.NONE)
                 shown = text
             except ReplyWriteFailed as exc:
                 log.warning("could not show pull progress (%s); trying again with the next update", exc)
@@ -214,7 +272,8 @@ class AdminCommands(commands.Cog):
         if message is not None:
             for delay in (*FINAL_EDIT_RETRIES, None):
                 try:
-                    await sink.edit(message, text, controls=Controls.NONE)
+                    with request_priority(Priority.FINAL):
+                        await sink.edit(message, text, controls=Controls.NONE)
                     return
                 except ReplyWriteFailed as exc:
                     log.warning("could not show the pull outcome (%s)", exc)
@@ -228,20 +287,33 @@ class AdminCommands(commands.Cog):
         except (ReplyGone, ReplyRefused, ReplyWriteFailed) as exc:
             log.error("could not show the outcome of a model pull anywhere (%s)", exc)
 
-    @app_commands.command(name="delete", description="Delete a model from the Ollama server (admins)")
-    @app_commands.describe(name="The installed model to delete")
+    @app_commands.command(name="delete", description="Delete a model from the Ollama server(s) (admins)")
+    @app_commands.describe(name="The installed model to delete", host="One Ollama host (default: every host)")
     @app_commands.guild_only()
-    async def delete(self, interaction: discord.Interaction[Any], name: str) -> None:
-        """Delete a model after a confirmation click."""
+    async def delete(
+        self, interaction: discord.Interaction[Any], name: str, host: app_commands.Range[str, 1, 200] | None = None
+    ) -> None:
+        """Delete a model (from every host, or one) after a confirmation click."""
         if not self._is_admin(interaction):
             await interaction.response.send_message(ADMINS_ONLY, ephemeral=True)
+            return
+        pool = self.services.ollama
+        targets = pick_hosts(pool.hosts, host)
+        if targets is None:
+            await interaction.response.send_message(unknown_host(host or "", pool.hosts), ephemeral=True)
             return
         installed = await self.services.catalog.quick()
         found = find_model(installed, name)
         target = found.name if found else name
         view = ConfirmDelete(interaction.user.id)
+        if pool.single:
+            where = "the Ollama server"
+        elif len(targets) == 1:
+            where = f"Ollama host `{host_label(targets[0].url, targets[0].index, admin=True)}`"
+        else:
+            where = f"every Ollama host that has it ({len(targets)} hosts)"
         await interaction.response.send_message(
-            f"Delete `{target}` from the Ollama server? This frees its disk space; it can be pulled again later.",
+            f"Delete `{target}` from {where}? This frees its disk space; it can be pulled again later.",
             view=view,
             ephemeral=True,
         )
@@ -249,13 +321,30 @@ class AdminCommands(commands.Cog):
         if not view.confirmed:
             await self._show_delete_outcome(interaction, f"Kept `{target}`.")
             return
-        try:
-            await self.services.ollama.delete(target)
-        except OllamaError as exc:
-            await self._show_delete_outcome(interaction, describe_error(exc))
+        if pool.single:
+            try:
+                await targets[0].client.delete(target)
+            except OllamaError as exc:
+                await self._show_delete_outcome(interaction, describe_error(exc))
+                return
+            targets[0].forget_model(target)
+            log.info("model deleted model=%s by=%s", target, interaction.user.id)
+            await self._show_delete_outcome(interaction, f"🗑️ Deleted `{target}`.")
             return
-        log.info("model deleted model=%s by=%s", target, interaction.user.id)
-        await self._show_delete_outcome(interaction, f"🗑️ Deleted `{target}`.")
+        results = await asyncio.gather(*(self._delete_on(h, target) for h in targets))
+        await self._show_delete_outcome(interaction, _delete_text(target, targets, results))
+        log.info("model deleted model=%s hosts=%d by=%s", target, sum(r is None for r in results), interaction.user.id)
+
+    async def _delete_on(self, target: PoolHost, model: str) -> OllamaError | None:
+        """Delete from one host; the error, or None once it is gone."""
+        try:
+            await target.client.delete(model)
+        except OllamaError as exc:
+            if isinstance(exc, ModelNotFound):
+                target.forget_model(model)
+            return exc
+        target.forget_model(model)
+        return None
 
     async def _show_delete_outcome(self, interaction: discord.Interaction[Any], text: str) -> None:
         """Replace the confirmation; failing that, a message only the admin sees; failing that, a channel message.
@@ -290,32 +379,59 @@ class AdminCommands(commands.Cog):
         matches = [m for m in models if current.lower() in m.name.lower()][:25]
         return [app_commands.Choice(name=describe_model(m)[:100], value=m.name[:100]) for m in matches]
 
-    @app_commands.command(name="status", description="Is Ollama up, what is loaded, how busy is the bot")
+    @pull.autocomplete("host")
+    @delete.autocomplete("host")
+    async def host_autocomplete(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        """The Ollama hosts (for admins, who may see their addresses)."""
+        if not self._is_admin(interaction):
+            return []
+        typed = current.lower()
+        labels = [host_label(h.url, h.index, admin=True) for h in self.services.ollama.hosts]
+        return [app_commands.Choice(name=label, value=label) for label in labels if typed in label.lower()][:25]
+
+    @app_commands.command(name="status", description="Are the Ollama hosts up, what is loaded, how busy is the bot")
     async def status(self, interaction: discord.Interaction[Any]) -> None:
-        """Ollama reachability and version, loaded models, streams and queue, Discord latency, uptime."""
+        """Every Ollama host (answering, version, loaded models, busy/capacity), streams and queue, latency, uptime."""
         if await self._refuse_dm(interaction):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        ollama = self.services.ollama
+        pool = self.services.ollama
         admin = self._is_admin(interaction)
+        await pool.check_all()
         lines = ["**ollacord status**"]
-        try:
-            version = await ollama.version()
-            loaded = await ollama.ps()
-            lines.append(f"🟢 Ollama {version} at {ollama.base_url}" if admin else f"🟢 Ollama {version}")
-            names = ", ".join(f"`{m.name}`" for m in loaded) or "none"
-            lines.append(f"Loaded models: {names}")
-        except OllamaError as exc:
-            if admin:
-                lines.append(f"🔴 Ollama unreachable at {ollama.base_url}: {describe_error(exc).removeprefix('⚠️ ')}")
-            elif isinstance(exc, OllamaUnreachable):
-                lines.append(STATUS_UNREACHABLE_FOR_MEMBERS)
-            else:
-                lines.append(f"🔴 {describe_error(exc).removeprefix('⚠️ ')}")
-        answering = self.services.answering
-        lines.append(f"Answers streaming: {answering.streaming} · waiting for Ollama: {answering.queue.waiting}")
+        several = not pool.single
+        lines += [status_line(h, i, admin=admin, several=several) for i, h in enumerate(pool.snapshots())]
+        lines.append(f"Answers streaming: {self.services.answering.streaming} · waiting for Ollama: {pool.waiting}")
         latency = self.bot.latency
         lines.append(f"Discord latency: {latency * 1000:.0f} ms" if latency == latency else "Discord latency: -")
         lines.append(f"Uptime: {_uptime(time.monotonic() - self.started_at)}")
         lines.append(f"Default model: `{self.services.settings.ollama_model}`")
-        await interaction.followup.send("\n".join(lines), ephemeral=True)
+        text = "\n".join(lines)
+        if len(text) > 2000:
+            text = text[:1990].rsplit("\n", 1)[0] + "\n…"
+        await interaction.followup.send(text, ephemeral=True)
+
+
+def _delete_text(model: str, hosts: list[PoolHost], results: list[OllamaError | None]) -> str:
+    """What /delete did on each host."""
+    deleted = [host_label(h.url, h.index, admin=True) for h, r in zip(hosts, results, strict=True) if r is None]
+    missing = [
+        host_label(h.url, h.index, admin=True)
+        for h, r in zip(hosts, results, strict=True)
+        if isinstance(r, ModelNotFound)
+    ]
+    failed = [
+        f"`{host_label(h.url, h.index, admin=True)}`: {describe_error(r).removeprefix('⚠️ ')}"
+        for h, r in zip(hosts, results, strict=True)
+        if r is not None and not isinstance(r, ModelNotFound)
+    ]
+    lines = []
+    if deleted:
+        lines.append(f"🗑️ Deleted `{model}` from {', '.join(f'`{d}`' for d in deleted)}.")
+    if missing:
+        lines.append(f"`{model}` was not installed on {', '.join(f'`{m}`' for m in missing)}.")
+    if failed:
+        lines.append("⚠️ Could not delete it from " + "; ".join(failed))
+    return "\n".join(lines)[:2000]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 
 from bot.knowledge.index import Matrix, normalize_rows
 from bot.knowledge.refusals import EmbeddingFailed, EmbeddingModelMissing, EmbeddingUnavailable
-from bot.ollama.client import OllamaClient
 from bot.ollama.errors import ModelNotFound, OllamaError, OllamaHTTPError, OllamaServerBusy, OllamaUnreachable
 from bot.streaming.notes import describe_error
 
@@ -22,10 +22,18 @@ log = logging.getLogger(__name__)
 EMBED_BATCH = 32
 
 
+class EmbeddingSource(Protocol):
+    """What embeds texts: one Ollama client, or the pool of hosts (which picks a host that has the model)."""
+
+    async def embed(self, model: str, inputs: Sequence[str]) -> list[list[float]]:
+        """One L2-normalised vector per input, in order."""
+        ...
+
+
 class Embedder:
     """Turns texts into embeddings with one Ollama model at a time."""
 
-    def __init__(self, ollama: OllamaClient, *, batch_size: int = EMBED_BATCH) -> None:
+    def __init__(self, ollama: EmbeddingSource, *, batch_size: int = EMBED_BATCH) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         self._ollama = ollama

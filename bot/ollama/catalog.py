@@ -1,4 +1,6 @@
-"""A short-lived cache of the models installed on the Ollama server, and what each one can do.
+"""A short-lived cache of the models installed on the Ollama server(s), and what each one can do.
+
+With a pool of hosts, the catalog sees the union of every host's models (see OllamaPool.list_models).
 
 Autocomplete must answer within Discord's 3 seconds even when Ollama is slow or busy loading a
 model, so lookups never wait long: a stale list beats a timeout.
@@ -17,15 +19,17 @@ import contextlib
 import difflib
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from bot.clock import Clock
-from bot.ollama.client import ModelInfo, OllamaClient
+from bot.ollama.client import LoadedModel, ModelInfo
 from bot.ollama.errors import OllamaError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # A model's capabilities only change when it is re-pulled.
 CAPABILITY_TTL = 300.0
@@ -38,6 +42,26 @@ OLD_DEFAULT_NUM_CTX = 2048
 DEFAULT_NUM_CTX = 4096
 _VISION_FAMILIES = frozenset({"clip", "mllama"})
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+
+
+class ModelSource(Protocol):
+    """Where the catalog reads models from: one Ollama client, or a pool of hosts seen as one."""
+
+    async def list_models(self) -> list[ModelInfo]:
+        """Installed models (/api/tags)."""
+        ...
+
+    async def show(self, model: str) -> dict[str, Any]:
+        """One model's details (/api/show)."""
+        ...
+
+    async def ps(self) -> list[LoadedModel]:
+        """Loaded models (/api/ps)."""
+        ...
+
+    async def version(self) -> str:
+        """The server version (/api/version)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +152,7 @@ def default_num_ctx(version: str) -> int:
 class ModelCatalog:
     """Installed models from /api/tags, refreshed in the background when older than `ttl`."""
 
-    def __init__(self, client: OllamaClient, clock: Clock, *, ttl: float = 30.0, patience: float = 1.0) -> None:
+    def __init__(self, client: ModelSource, clock: Clock, *, ttl: float = 30.0, patience: float = 1.0) -> None:
         self._client = client
         self._clock = clock
         self._ttl = ttl
@@ -139,6 +163,8 @@ class ModelCatalog:
         self._profiles: dict[str, tuple[float, ModelProfile]] = {}
         self._loaded: tuple[float, dict[str, int]] | None = None
         self._default_num_ctx: tuple[float, int] | None = None
+        # Lookups under way: answers that start together (a burst of questions) share one request to Ollama.
+        self._pending: dict[str, asyncio.Future[Any]] = {}
 
     async def quick(self) -> list[ModelInfo]:
         """The freshest list obtainable within `patience` seconds (possibly stale or empty)."""
@@ -166,7 +192,7 @@ class ModelCatalog:
         cached = self._profiles.get(model)
         if cached is not None and self._clock.now() - cached[0] < CAPABILITY_TTL:
             return cached[1]
-        profile = profile_from_show(await self._client.show(model))
+        profile = profile_from_show(await self._shared(f"show:{model}", lambda: self._client.show(model)))
         self._profiles[model] = (self._clock.now(), profile)
         return profile
 
@@ -184,7 +210,7 @@ class ModelCatalog:
         if self._loaded is not None and now - self._loaded[0] < LOADED_TTL and wanted in self._loaded[1]:
             return self._loaded[1][wanted]
         try:
-            loaded = await self._client.ps()
+            loaded = await self._shared("ps", self._client.ps)
         except OllamaError:
             return None
         contexts: dict[str, int] = {}
@@ -199,11 +225,27 @@ class ModelCatalog:
         now = self._clock.now()
         if self._default_num_ctx is None or now - self._default_num_ctx[0] >= CAPABILITY_TTL:
             try:
-                found = default_num_ctx(await self._client.version())
+                found = default_num_ctx(await self._shared("version", self._client.version))
             except OllamaError:
                 return OLD_DEFAULT_NUM_CTX
             self._default_num_ctx = (now, found)
         return self._default_num_ctx[1]
+
+    async def _shared(self, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()`, or the same call already under way."""
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(call())
+            self._pending[key] = pending
+            pending.add_done_callback(lambda done: self._forget_pending(key, done))
+        result: T = await asyncio.shield(pending)
+        return result
+
+    def _forget_pending(self, key: str, done: asyncio.Future[Any]) -> None:
+        if self._pending.get(key) is done:
+            del self._pending[key]
+        if not done.cancelled():
+            done.exception()  # retrieved here, so a caller that was cancelled meanwhile leaves no warning
 
     def _is_fresh(self) -> bool:
         return self._fetched_at is not None and self._clock.now() - self._fetched_at < self._ttl

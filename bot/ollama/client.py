@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,7 @@ import aiohttp
 
 from bot.ollama.errors import (
     ModelNotFound,
+    OllamaConnectionLost,
     OllamaError,
     OllamaFirstTokenTimeout,
     OllamaHTTPError,
@@ -35,6 +36,11 @@ log = logging.getLogger(__name__)
 # A bare `404 page not found` means a wrong URL or path prefix, not a missing model.
 _MODEL_NOT_FOUND = re.compile(r"""^model ['"].*['"] not found""")
 _MAX_ERROR_TEXT = 1000
+# In a batched stream (see chat_stream), once the answer has started, the reader lets lines pile up between
+# reads: this long for each batched stream of the client (the busier the bot, the more lines per read), at
+# most READ_BATCH_MAX. Well under a reply's edit cadence (about a second), so edits show the latest text.
+READ_BATCH_PER_STREAM = 0.01
+READ_BATCH_MAX = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +54,9 @@ class ChatChunk:
     prompt_eval_count: int | None = None
     eval_count: int | None = None
     total_duration_ns: int | None = None
+    # How many content deltas (about one token each) the chunk carries: more than one when a batched
+    # stream merged the lines of one network read.
+    deltas: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +125,7 @@ class OllamaClient:
         self._first_token_timeout = first_token_timeout
         self._inactivity_timeout = inactivity_timeout
         self._connect_timeout = connect_timeout
+        self._batched_streams = 0  # batched chat streams under way (see READ_BATCH_PER_STREAM)
         # aiohttp's default total=300 s would kill cold loads and long answers; our own deadlines apply instead.
         # sock_connect rather than connect so that waiting for a free pooled connection is not a "connect timeout".
         self._timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=connect_timeout, sock_read=None)
@@ -133,8 +143,18 @@ class OllamaClient:
         options: Mapping[str, Any] | None = None,
         think: bool | str | None = None,
         keep_alive: float | str | None = None,
+        batch: bool = False,
     ) -> AsyncGenerator[ChatChunk, None]:
-        """Stream a chat completion; the last chunk has done=True. aclose() it (or cancel) to stop generation."""
+        """Stream a chat completion; the last chunk has done=True. aclose() it (or cancel) to stop generation.
+
+        With `batch`, the lines of each network read come as one chunk (their texts joined, `deltas` counting
+        them), and once the answer has started the reader stops reading the socket for a moment between reads
+        (READ_BATCH_PER_STREAM per batched stream, at most READ_BATCH_MAX), so the lines that arrived meanwhile
+        come in one read. Ollama sends one line per token, each in its own TCP segment: many answers at once
+        would otherwise wake the event loop, the socket and every layer above for each token, while a reply is
+        edited about once a second. The first content comes at once; the end of the stream (done line, error)
+        at most one pause late.
+        """
         body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages], "stream": True}
         if options is not None:
             body["options"] = dict(options)
@@ -150,11 +170,26 @@ class OllamaClient:
         resp = await self._open("POST", "/api/chat", body, deadline=first_deadline, on_deadline=self._first_token_error)
         chunks = 0
         outcome = "closed early"
+        reader: _LineReader | None = None
+        self._batched_streams += batch
         try:
             if resp.status >= 400:
                 raise await self._http_error(resp, model)
             reader = _LineReader(resp, first_deadline, self._first_token_timeout, self._inactivity_timeout)
+            if batch:
+                reader.pile_up = self._batch_pause
             while (lines := await reader.next_lines()) is not None:
+                if batch:
+                    for chunk in _merged_chunks(lines):
+                        chunks += chunk.deltas
+                        if chunk.content:
+                            reader.batch_after_start = True
+                        if chunk.done:
+                            outcome = f"done ({chunk.done_reason})"
+                            yield chunk
+                            return
+                        yield chunk
+                    continue
                 for line in lines:
                     chunk = _chat_chunk(line)
                     chunks += 1
@@ -171,6 +206,9 @@ class OllamaClient:
             outcome = "cancelled"
             raise
         finally:
+            self._batched_streams -= batch
+            if reader is not None:
+                reader.stop()
             if outcome.startswith("done"):
                 resp.release()
             else:
@@ -225,6 +263,7 @@ class OllamaClient:
         resp = await self._open("POST", "/api/pull", body, deadline=first_deadline, on_deadline=self._first_token_error)
         lines = 0
         outcome = "closed early"
+        reader: _LineReader | None = None
         try:
             if resp.status >= 400:
                 # No ModelNotFound here: for a pull that would read as "not pulled locally", which is the point.
@@ -247,6 +286,8 @@ class OllamaClient:
             outcome = "cancelled"
             raise
         finally:
+            if reader is not None:
+                reader.stop()
             if outcome == "success":
                 resp.release()
             else:
@@ -300,6 +341,10 @@ class OllamaClient:
             if not isinstance(vector, list) or not all(type(v) is float or type(v) is int for v in vector):
                 raise OllamaProtocolError("/api/embed returned an embedding that is not a list of numbers")
         return embeddings
+
+    def _batch_pause(self) -> float:
+        """How long a batched stream lets lines pile up between reads, given how many stream now."""
+        return min(READ_BATCH_MAX, READ_BATCH_PER_STREAM * self._batched_streams)
 
     def _first_token_error(self) -> OllamaError:
         return OllamaFirstTokenTimeout(self._first_token_timeout)
@@ -388,9 +433,28 @@ class OllamaClient:
 
 
 class _LineReader:
-    """Reads complete NDJSON lines under the first-chunk and inactivity deadlines."""
+    """Reads complete NDJSON lines under the first-chunk and inactivity deadlines.
 
-    __slots__ = ("_first_deadline", "_first_timeout", "_inactivity", "_resp", "_seen_line", "_splitter")
+    The deadlines are kept by one timer that is moved on only when it fires, rather than a timeout around
+    every read: a stream sends a line per token, and a timer set and cancelled for each would cost more than
+    the line itself. When the timer finds a deadline passed, it closes the response, which ends the read.
+    """
+
+    __slots__ = (
+        "_expired",
+        "_first_deadline",
+        "_first_timeout",
+        "_inactivity",
+        "_last_data",
+        "_loop",
+        "_piling",
+        "_resp",
+        "_seen_line",
+        "_splitter",
+        "_timer",
+        "batch_after_start",
+        "pile_up",
+    )
 
     def __init__(
         self, resp: aiohttp.ClientResponse, first_deadline: float, first_timeout: float, inactivity: float
@@ -401,27 +465,86 @@ class _LineReader:
         self._inactivity = inactivity
         self._splitter = NdjsonSplitter()
         self._seen_line = False
+        self._loop = asyncio.get_running_loop()
+        self._last_data = self._loop.time()
+        self._expired: OllamaError | None = None
+        self._timer = self._loop.call_at(first_deadline, self._check_deadline)
+        # Set by the stream once the answer has started: from then on, let lines pile up between reads.
+        self.batch_after_start = False
+        # How long to leave the socket unread between reads once batching (None: never).
+        self.pile_up: Callable[[], float] | None = None
+        self._piling: asyncio.Future[None] | None = None
+
+    def stop(self) -> None:
+        """The stream is over: drop the deadline timer."""
+        self._timer.cancel()
+
+    def _deadline(self) -> float:
+        return self._last_data + self._inactivity if self._seen_line else self._first_deadline
+
+    def _check_deadline(self) -> None:
+        deadline = self._deadline()
+        if self._loop.time() < deadline:
+            self._timer = self._loop.call_at(deadline, self._check_deadline)
+            return
+        if self._seen_line:
+            self._expired = OllamaStalled(self._inactivity)
+        else:
+            self._expired = OllamaFirstTokenTimeout(self._first_timeout)
+        self._resp.close()  # ends the read under way with an error
 
     async def next_lines(self) -> list[dict[str, Any]] | None:
         """Return the next non-empty batch of parsed lines, or None at a clean EOF."""
+        content = self._resp.content
+        if self.batch_after_start and self.pile_up is not None:
+            await self._let_lines_pile_up(self.pile_up())
         while True:
-            deadline = asyncio.get_running_loop().time() + self._inactivity if self._seen_line else self._first_deadline
-            deadline_cm = asyncio.timeout_at(deadline)
             try:
-                async with deadline_cm:
-                    data = await self._resp.content.readany()
-            except TimeoutError:
-                if self._seen_line:
-                    raise OllamaStalled(self._inactivity) from None
-                raise OllamaFirstTokenTimeout(self._first_timeout) from None
+                data = await content.readany()
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-                raise OllamaIncompleteStream(f"connection to Ollama lost mid-stream: {_describe(exc)}") from exc
+                if self._expired is not None:
+                    raise self._expired from None
+                raise OllamaConnectionLost(f"connection to Ollama lost mid-stream: {_describe(exc)}") from exc
+            if self._expired is not None:
+                raise self._expired
             if not data:
                 return self._tail()
+            self._last_data = self._loop.time()
             lines = self._splitter.feed(data)
             if lines:
-                self._seen_line = True
+                if not self._seen_line:
+                    # From now on the (usually much shorter) inactivity deadline applies: move the timer to it.
+                    # After this a deadline only ever moves later, which the timer notices when it fires.
+                    self._seen_line = True
+                    self._timer.cancel()
+                    self._timer = self._loop.call_at(self._deadline(), self._check_deadline)
                 return [parse_line(line) for line in lines]
+
+    async def _let_lines_pile_up(self, seconds: float) -> None:
+        """Leave the socket unread for `seconds`: the lines that arrive meanwhile wait in the kernel for one read.
+
+        A future and a timer rather than a sleep in a timeout: this runs several times a second per stream.
+        """
+        connection = self._resp.connection
+        transport = connection.transport if connection is not None else None
+        if seconds <= 0 or transport is None or not transport.is_reading():
+            return
+        transport.pause_reading()
+        piling = self._loop.create_future()
+        self._piling = piling
+        timer = self._loop.call_later(seconds, self._stop_piling)
+        try:
+            await piling
+        finally:
+            timer.cancel()
+            self._piling = None
+            if not transport.is_closing():
+                transport.resume_reading()
+
+    def _stop_piling(self) -> None:
+        piling = self._piling
+        if piling is not None and not piling.done():
+            piling.set_result(None)
 
     def _tail(self) -> list[dict[str, Any]] | None:
         # Non-streamed bodies (e.g. the load object for an empty chat) carry no trailing newline.
@@ -436,6 +559,30 @@ class _LineReader:
             raise OllamaIncompleteStream("Ollama ended the stream in the middle of a line") from None
 
 
+def _merged_chunks(lines: list[dict[str, Any]]) -> Iterator[ChatChunk]:
+    """The lines of one read as few chunks: the texts joined, the done line kept apart.
+
+    An error line (or one that is not Ollama's) raises, after the text that came before it has been handed on.
+    """
+    contents: list[str] = []
+    thinking: list[str] = []
+    deltas = 0
+    for line in lines:
+        message = line.get("message")
+        if line.get("error") or line.get("done") is True or not (message is None or isinstance(message, dict)):
+            if contents:
+                yield ChatChunk("".join(contents), "".join(thinking), False, deltas=deltas)
+                contents, thinking, deltas = [], [], 0
+            yield _chat_chunk(line)
+            continue
+        content = _text_field(message, "content") if message else ""
+        contents.append(content)
+        thinking.append(_text_field(message, "thinking") if message else "")
+        deltas += bool(content)
+    if contents:
+        yield ChatChunk("".join(contents), "".join(thinking), False, deltas=deltas)
+
+
 def _chat_chunk(obj: dict[str, Any]) -> ChatChunk:
     error = obj.get("error")
     if error:
@@ -445,6 +592,9 @@ def _chat_chunk(obj: dict[str, Any]) -> ChatChunk:
         message = {}
     elif not isinstance(message, dict):
         raise OllamaProtocolError("chat line has a non-object message")
+    if obj.get("done") is not True:
+        # The common case, once per token: only the texts matter (metrics come on the done line).
+        return ChatChunk(_text_field(message, "content"), _text_field(message, "thinking"), False)
     done_reason = obj.get("done_reason")
     return ChatChunk(
         content=_text_field(message, "content"),

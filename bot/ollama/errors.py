@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 __all__ = [
+    "HostAttempt",
     "ModelNotFound",
+    "NoHostAvailable",
+    "OllamaConnectionLost",
     "OllamaError",
     "OllamaFirstTokenTimeout",
     "OllamaHTTPError",
@@ -68,6 +74,10 @@ class OllamaIncompleteStream(OllamaError):
         self.detail = detail
 
 
+class OllamaConnectionLost(OllamaIncompleteStream):
+    """The connection broke mid-stream (the host went away), rather than Ollama ending the stream itself."""
+
+
 class OllamaTimeout(OllamaError):
     """Base class for the client's own deadlines."""
 
@@ -96,3 +106,26 @@ class OllamaProtocolError(OllamaError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class HostAttempt:
+    """One host a request was tried on, and why it did not answer."""
+
+    url: str
+    error: OllamaError
+
+
+class NoHostAvailable(OllamaError):
+    """No host of the pool could serve the request: every one that might was tried and failed before answering."""
+
+    def __init__(self, model: str, attempts: Sequence[HostAttempt]) -> None:
+        tried = "; ".join(f"{a.url}: {a.error}" for a in attempts) or "no host"
+        super().__init__(f"no Ollama host could answer with {model}: {tried}")
+        self.model = model
+        self.attempts = tuple(attempts)
+
+    @property
+    def model_missing_everywhere(self) -> bool:
+        """Every host tried said the model is not installed there."""
+        return bool(self.attempts) and all(isinstance(a.error, ModelNotFound) for a in self.attempts)

@@ -46,14 +46,24 @@ class NdjsonSplitter:
 
 def parse_line(line: bytes) -> dict[str, Any]:
     """Decode one NDJSON line into a JSON object, raising OllamaProtocolError on anything else."""
+    try:
+        # Straight from bytes (json detects UTF-8), the common case, one line per token.
+        value = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        value = _parse_text(line)
+    if not isinstance(value, dict):
+        text = line.decode("utf-8", errors="replace")
+        raise OllamaProtocolError(f"expected a JSON object from Ollama, got {type(value).__name__}: {_excerpt(text)}")
+    return value
+
+
+def _parse_text(line: bytes) -> Any:
     # Ollama itself replaces invalid UTF-8 with U+FFFD, so do the same rather than fail the stream.
     text = line.decode("utf-8", errors="replace")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise OllamaProtocolError(f"invalid JSON from Ollama ({exc.msg} at char {exc.pos}): {_excerpt(text)}") from None
-    if not isinstance(value, dict):
-        raise OllamaProtocolError(f"expected a JSON object from Ollama, got {type(value).__name__}: {_excerpt(text)}")
     return value
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.attachments import display_name
 from bot.ollama.errors import (
     ModelNotFound,
+    NoHostAvailable,
     OllamaError,
     OllamaFirstTokenTimeout,
     OllamaHTTPError,
@@ -40,6 +41,8 @@ def _clip(text: str) -> str:
 
 def describe_error(error: OllamaError) -> str:
     """A short, actionable explanation of an Ollama failure (no traceback, no internals)."""
+    if isinstance(error, NoHostAvailable):
+        return _no_host(error)
     if isinstance(error, OllamaUnreachable):
         return (
             f"⚠️ Can't reach Ollama at {error.url}. Is it running? Check OLLAMA_HOST "
@@ -64,6 +67,36 @@ def describe_error(error: OllamaError) -> str:
     if isinstance(error, OllamaIncompleteStream):
         return "⚠️ The answer ended early (the stream closed before the model finished)."
     return f"⚠️ Ollama error: {_clip(str(error))}"
+
+
+def _no_host(error: NoHostAvailable) -> str:
+    """Every host of the pool that might have answered, and why it did not."""
+    tried = "; ".join(f"{attempt.url}: {_host_failure(attempt.error)}" for attempt in error.attempts)
+    if error.model_missing_everywhere:
+        return (
+            f"⚠️ Model `{error.model}` is not installed on any Ollama host (tried {tried}). "
+            f"Install it with `/pull` or `ollama pull {error.model}`."
+        )
+    return f"⚠️ No Ollama host could answer with `{error.model}`. Tried {tried}."
+
+
+def _host_failure(error: OllamaError) -> str:
+    """Why one host did not answer, in a few words."""
+    if isinstance(error, OllamaUnreachable):
+        return _clip(error.detail)
+    if isinstance(error, ModelNotFound):
+        return "model not installed"
+    if isinstance(error, OllamaServerBusy):
+        return "busy"
+    if isinstance(error, OllamaHTTPError):
+        return f"error {error.status} ({_clip(error.message)[:120]})"
+    if isinstance(error, OllamaFirstTokenTimeout):
+        return f"no answer within {error.seconds:g} s"
+    if isinstance(error, OllamaStreamError):
+        return f"model error ({_clip(error.message)[:120]})"
+    if isinstance(error, OllamaIncompleteStream):
+        return "the connection broke before the answer started"
+    return _clip(str(error))[:120]
 
 
 # done_reason "length": Ollama stopped at num_predict (or the context ran out), not at the model's end.

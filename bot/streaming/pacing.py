@@ -2,24 +2,31 @@
 
 Discord allows about 5 message creates/edits per 5 s per channel. Each streaming reply paces
 its own edits (one busy channel never slows another), and all replies in one channel share that
-channel's write budget so together they never earn a 429.
+channel's write budget so together they never earn a 429. Every channel's budget sits inside the
+process-wide one (`shared`, see global_budget.py), which keeps all requests under Discord's global limit.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
+from bot.streaming.global_budget import GlobalBudget
+
 
 class ChannelWriteBudget:
     """A sliding-window count of message writes per channel (pure; the caller passes the time)."""
 
-    def __init__(self, max_writes: int = 5, window: float = 5.0, margin: float = 0.15) -> None:
+    def __init__(
+        self, max_writes: int = 5, window: float = 5.0, margin: float = 0.15, *, shared: GlobalBudget | None = None
+    ) -> None:
         if max_writes < 3:
             raise ValueError("max_writes must be at least 3 (a split takes two, and one is kept for final edits)")
         self.max_writes = max_writes
         # Our clock and Discord's never agree exactly; a little slack keeps us on the safe side.
         self.window = window + margin
         self._writes: dict[int, deque[float]] = {}
+        # The process-wide budget all channels share (None: no global limit is kept, e.g. in unit tests).
+        self.shared = shared
 
     @property
     def steady_interval(self) -> float:

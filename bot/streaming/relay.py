@@ -21,6 +21,7 @@ from bot.clock import Clock
 from bot.ollama.client import ChatChunk
 from bot.ollama.errors import OllamaError, OllamaIncompleteStream
 from bot.streaming import notes
+from bot.streaming.global_budget import Priority, Slot, prepaid, request_priority
 from bot.streaming.pacing import ChannelWriteBudget, next_edit_at
 from bot.streaming.splitter import MESSAGE_LIMIT, split_reply
 from bot.streaming.thinking import Filtered, ThinkTagFilter
@@ -35,6 +36,8 @@ ROLL_OVER_ZONE = 0.8
 # Seconds between further attempts at the final edit when Discord fails for a passing reason (5xx, network):
 # it is the edit that takes the in-progress marker and the Stop button away, so it is worth waiting for.
 FINAL_EDIT_RETRIES = (1.0, 2.0, 4.0, 8.0)
+# While Discord's global budget is too tight for status refreshes, a changed status is looked at again after this.
+STATUS_RETRY = 1.0
 
 
 class ReplyGone(Exception):
@@ -229,12 +232,22 @@ class _Relay:
         self.showing_status = bool(reuse)
         self.reasoning_started_at: float | None = None
         self.think_filter = ThinkTagFilter()
-        status.subscribe(self.changed.set)
+        self.counted_as_stream = False  # registered with the global budget as a reply showing text
+        self.first_text_due = False  # the global budget counts on this reply to need a request for its first text
+        # What the messages should show depends only on the texts and the status: kept until they change,
+        # since pacing looks at it several times between two edits and splitting a long answer is not free.
+        self.version = 0
+        self._desired_for: tuple[int, str | None] | None = None
+        self._desired_now: list[Shown] = []
+        status.subscribe(self._status_changed)
         if status.text:
             self.changed.set()  # show a status given up front (e.g. "regenerating") at once
 
     async def run(self) -> RelayResult:
         reader = asyncio.create_task(self._read(), name="ollama-reader")
+        if self.budget.shared is not None:
+            self.budget.shared.first_text_due()
+            self.first_text_due = True
         try:
             await self._start_waiting()
             await self._stream()
@@ -270,6 +283,9 @@ class _Relay:
             await self._stop_reader(reader)
             await self._stop_waiting()
             self.result.message_count = len(self.handles)
+            if self.counted_as_stream and self.budget.shared is not None:
+                self.budget.shared.stream_ended()
+            self._first_text_shown()
         return self.result
 
     # ---- reading Ollama
@@ -284,7 +300,7 @@ class _Relay:
                 if chunk.thinking:
                     self._add_reasoning(chunk.thinking, now)
                 if chunk.content:
-                    result.tokens += 1
+                    result.tokens += chunk.deltas
                     result.last_token_at = now
                     self._apply(self.think_filter.feed(chunk.content), now)
                 if chunk.done:
@@ -304,10 +320,15 @@ class _Relay:
             self.finished.set()
             self.changed.set()
 
+    def _status_changed(self) -> None:
+        self.version += 1
+        self.changed.set()
+
     def _add_reasoning(self, text: str, now: float) -> None:
         if self.reasoning_started_at is None:
             self.reasoning_started_at = now
         self.result.reasoning += text
+        self.version += 1
         self.changed.set()
 
     def _apply(self, filtered: Filtered, now: float) -> None:
@@ -315,10 +336,12 @@ class _Relay:
             # What looked like the answer was reasoning whose opening tag was in the prompt.
             self._add_reasoning(self.result.text, now)
             self.result.text = ""
+            self.version += 1
         if filtered.reasoning:
             self._add_reasoning(filtered.reasoning, now)
         if filtered.content:
             self.result.text += filtered.content
+            self.version += 1
             self.changed.set()
 
     # ---- publishing to Discord
@@ -343,29 +366,90 @@ class _Relay:
                     delay = self._edit_delay()
                 if self.finished.is_set():
                     return
+            if not self.result.text and not self._status_has_room():
+                # Status refreshes are the first thing to go when Discord's global budget is tight: look again
+                # in a moment, or as soon as something else changes (the first text goes out at once).
+                await self.clock.wait_for(self.changed, STATUS_RETRY)
+                self.changed.set()
+                continue
+            slot = await self._global_slot_unless_finished()
+            if self.finished.is_set() and slot is None:
+                return
             try:
-                await self._publish(final=False)
+                with prepaid(slot):
+                    await self._publish(final=False)
             except ReplyWriteFailed as failed:
                 # Generation goes on: what was not shown now is in the next edit (latest text wins).
                 self.last_edit_at = self.clock.now()
                 log.warning("could not update the reply (%s); trying again with the next edit", failed)
+            finally:
+                if slot is not None:
+                    slot.refund()  # nothing needed writing after all, or the sink's route is not budgeted
+
+    async def _global_slot_unless_finished(self) -> Slot | None:
+        """Wait for this edit's slot in Discord's global budget, unless the stream ends first.
+
+        Waiting here rather than inside the HTTP call keeps two things true under load: the edit shows the
+        text as it is when it can go out (latest wins), and a reply whose stream ends meanwhile makes its
+        final edit at once instead of first sending an edit that waits behind everyone else's final edits.
+        """
+        shared = self.budget.shared
+        priority = self._priority(final=False)
+        if shared is None or priority is not Priority.EDIT:
+            # No global budget; or a status, which is dropped rather than waited for; or the first text, whose
+            # write first waits for the answer's record to be saved (a slot must not be held meanwhile).
+            return None
+        slot = shared.try_acquire(priority)
+        if slot is not None or self.finished.is_set():
+            return slot
+        acquiring = asyncio.ensure_future(shared.acquire(priority))
+        ending = asyncio.ensure_future(self.finished.wait())
+        try:
+            await asyncio.wait({acquiring, ending}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ending.cancel()
+            if not acquiring.done():
+                acquiring.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            slot = await acquiring
+        if slot is not None and self.finished.is_set():
+            slot.refund()
+            return None
+        return slot
 
     def _edit_delay(self) -> float:
         now = self.clock.now()
+        paced = self._paced_delay(now)
+        if paced > 0:
+            return paced  # not yet: what to write, and the channel's budget, are looked at when the time comes
         desired = self._desired(final=False)
         writes = sum(1 for i, want in enumerate(desired) if i >= len(self.shown) or self.shown[i] != want)
         if writes == 0:
             return 0.0
-        paced = 0.0
-        if not (self.showing_status and self.result.text):
-            # The first answer text replaces a status at once; after that, keep the reply's cadence.
-            interval = max(self.options.edit_interval, self.budget.steady_interval)
-            paced = next_edit_at(self.last_edit_at, interval) - now
         # Near the end of a message the final publish may have to roll over too (two writes), so
         # keep a second slot free there, on top of the one always kept for the final edit.
         nearly_full = bool(desired) and len(desired[-1][0]) > self.options.limit * ROLL_OVER_ZONE
         needed = writes + 1 + int(nearly_full)
-        return max(paced, self.budget.delay(self.sink.channel_key, now, needed=needed))
+        return self.budget.delay(self.sink.channel_key, now, needed=needed)
+
+    def _paced_delay(self, now: float) -> float:
+        """Seconds until this reply's own cadence allows its next edit."""
+        paced = 0.0
+        if not (self.showing_status and self.result.text):
+            # The first answer text replaces a status at once; after that, keep the reply's cadence, which
+            # stretches when so many replies stream that together they would exceed Discord's global limit.
+            shared = self.budget.shared
+            interval = max(
+                self.options.edit_interval,
+                self.budget.steady_interval,
+                shared.stream_interval() if shared is not None else 0.0,
+            )
+            paced = next_edit_at(self.last_edit_at, interval) - now
+        return paced
+
+    def _status_has_room(self) -> bool:
+        shared = self.budget.shared
+        return shared is None or shared.has_room(Priority.STATUS)
 
     def _status_text(self) -> str | None:
         if self.result.reasoning:
@@ -379,6 +463,15 @@ class _Relay:
 
     def _desired(self, *, final: bool) -> list[Shown]:
         """What every message of the reply should show now."""
+        if final:
+            return self._compute_desired(final=True)
+        key = (self.version, None if self.result.text else self._status_text())
+        if key != self._desired_for:
+            self._desired_now = self._compute_desired(final=False)
+            self._desired_for = key
+        return self._desired_now
+
+    def _compute_desired(self, *, final: bool) -> list[Shown]:
         answer = self.result.text
         stop = Controls.STOP if self.options.stop_button else Controls.NONE
         if not final and not answer:
@@ -414,11 +507,12 @@ class _Relay:
         """Bring Discord up to date; on `final`, finish every message and drop unused ones."""
         desired = self._desired(final=final)
         for index, (content, controls) in enumerate(desired):
-            await self._write(index, content, controls)
+            await self._write(index, content, controls, final=final)
         self.showing_status = not self.result.text and bool(desired)
         if final:
             while len(self.handles) > len(desired):
-                with contextlib.suppress(ReplyGone, ReplyRefused):  # a passing failure is tried again
+                # A passing failure is tried again.
+                with contextlib.suppress(ReplyGone, ReplyRefused), request_priority(Priority.FINAL):
                     await self.sink.delete(self.handles[-1])
                 self.handles.pop()
                 self.shown.pop()
@@ -443,29 +537,49 @@ class _Relay:
             lines.append(notes.note(notes.describe_error(self.result.error)))
         return "\n".join(lines)
 
-    async def _write(self, index: int, content: str, controls: Controls) -> None:
+    async def _write(self, index: int, content: str, controls: Controls, *, final: bool = False) -> None:
         """Create or edit message `index` so it shows `content` (skipped if it already does)."""
         if index < len(self.shown) and self.shown[index] == (content, controls):
             return
         while (delay := self.budget.delay(self.sink.channel_key, self.clock.now())) > 0:
             await self.clock.sleep(delay)
         self.budget.record(self.sink.channel_key, self.clock.now())
-        if index >= len(self.handles):
-            after = self.handles[index - 1] if index else None
-            handle = await self.sink.send(content, after=after, controls=controls)
-            self.handles.append(handle)
-            self.shown.append((content, controls))
-            if index == 0:
-                await self._stop_waiting()
-        else:
-            await self.sink.edit(self.handles[index], content, controls=controls)
-            self.shown[index] = (content, controls)
-            self.result.edits += 1
+        with request_priority(self._priority(final)):
+            if index >= len(self.handles):
+                after = self.handles[index - 1] if index else None
+                handle = await self.sink.send(content, after=after, controls=controls)
+                self.handles.append(handle)
+                self.shown.append((content, controls))
+                if index == 0:
+                    await self._stop_waiting()
+            else:
+                await self.sink.edit(self.handles[index], content, controls=controls)
+                self.shown[index] = (content, controls)
+                self.result.edits += 1
         now = self.clock.now()
         self.last_edit_at = now
         self.result.update_times.append(now)
         if self.result.first_visible_at is None and self.result.text:
             self.result.first_visible_at = now
+            self._first_text_shown()
+            if self.budget.shared is not None and not final:
+                self.budget.shared.stream_started()
+                self.counted_as_stream = True
+
+    def _first_text_shown(self) -> None:
+        if self.first_text_due and self.budget.shared is not None:
+            self.first_text_due = False
+            self.budget.shared.first_text_done()
+
+    def _priority(self, final: bool) -> Priority:
+        """How a write ranks in Discord's global budget."""
+        if final:
+            return Priority.FINAL
+        if not self.result.text:
+            return Priority.STATUS
+        if self.result.first_visible_at is None:
+            return Priority.FIRST
+        return Priority.EDIT
 
     async def _final_edit_after_failure(
         self, reason: str | None = None, *, retries: Sequence[float] = FINAL_EDIT_RETRIES
@@ -517,7 +631,8 @@ class _Relay:
             else:
                 content = text
             try:
-                await self.sink.edit(handle, content or notes.EMPTY_ANSWER, controls=Controls.NONE)
+                with request_priority(Priority.FINAL):
+                    await self.sink.edit(handle, content or notes.EMPTY_ANSWER, controls=Controls.NONE)
             except Exception as exc:
                 log.warning("could not take the in-progress marker off the reply either (%s)", exc)
                 return False
@@ -552,7 +667,10 @@ class _Relay:
 
     async def _start_waiting(self) -> None:
         try:
-            await self.sink.start_waiting()
+            # The typing indicator (and the task that repeats it) is the first thing dropped when Discord's
+            # global budget is tight.
+            with request_priority(Priority.TYPING):
+                await self.sink.start_waiting()
         except Exception:
             log.warning("could not show the typing indicator", exc_info=True)
 

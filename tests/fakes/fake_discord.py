@@ -249,6 +249,7 @@ class FakeDiscord:
         channels: Sequence[int] = (500, 501),
         allowed_intents: int | None = None,
         rate_limit: tuple[int, float] | None = (5, 5.0),
+        global_limit: tuple[int, float] | None = (50, 1.0),
     ) -> None:
         self.token = token
         self.bot_id = bot_id
@@ -259,6 +260,11 @@ class FakeDiscord:
         self.rate_limit = rate_limit
         # Seconds every REST answer is held back, like a real round trip to Discord (50-150 ms).
         self.rest_latency = 0.0
+        # Discord's global limit: 50 requests per second per bot token, every route except the interaction
+        # callbacks and interaction webhooks (discord-protocol.md §8 and §12). None turns it off.
+        self.global_limit = global_limit
+        self.global_rate_limited = 0
+        self._global_window: deque[float] = deque()
         names = {500: "general", 501: "random"}
         self.channel_ids: list[int] = list(dict.fromkeys([*channels]))
         self.channel_names: dict[int, str] = {c: names.get(c, f"channel-{c}") for c in self.channel_ids}
@@ -796,6 +802,49 @@ class FakeDiscord:
         headers = {"Via": "1.1 google", "Retry-After": str(max(1, int(retry_after + 0.999)))}
         return _json_response(429, body, {**headers, "X-RateLimit-Scope": "user"})
 
+    def _check_global_limit(self, call: RestCall) -> float | None:
+        """Seconds to wait if this request would be over the global limit in the sliding window, else None.
+
+        Interaction callbacks and interaction webhook routes are not bound by it (Discord's "Receiving and
+        Responding" page); every other route counts, typing indicators included.
+        """
+        if self.global_limit is None or call.path.startswith(("/interactions/", "/webhooks/")):
+            return None
+        limit, window = self.global_limit
+        stamps = self._global_window
+        while stamps and stamps[0] <= call.at - window:
+            stamps.popleft()
+        if len(stamps) >= limit:
+            return max(stamps[0] + window - call.at, 0.001)
+        stamps.append(call.at)
+        return None
+
+    def _too_many_globally(self, retry_after: float) -> web.Response:
+        """A global 429: it stops every request of the bot until retry_after has passed (discord.py obeys)."""
+        self.rate_limited += 1
+        self.global_rate_limited += 1
+        retry_after = math.ceil(retry_after * 1000) / 1000
+        body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": True}
+        headers = {
+            "Via": "1.1 google",
+            "Retry-After": str(max(1, int(retry_after + 0.999))),
+            "X-RateLimit-Global": "true",
+            "X-RateLimit-Scope": "global",
+        }
+        return _json_response(429, body, headers)
+
+    def busiest_window(self, window: float = 1.0) -> int:
+        """The most requests (subject to the global limit) that arrived within any `window` seconds."""
+        exempt = ("/interactions/", "/webhooks/", "/attachments/")  # the last one is the CDN, not the API
+        times = sorted(c.at for c in self.calls if not c.path.startswith(exempt))
+        most = 0
+        start = 0
+        for end, at in enumerate(times):
+            while times[start] <= at - window:
+                start += 1
+            most = max(most, end - start + 1)
+        return most
+
     def _check_rate_limit(self, call: RestCall) -> float | None:
         """Seconds to wait if this channel message create/edit exceeds the sliding window, else None."""
         m = MESSAGE_ROUTE.fullmatch(call.path)
@@ -842,6 +891,9 @@ class FakeDiscord:
         call.json, call.files = await self._read_body(request)
         if self.rest_latency > 0:
             await asyncio.sleep(self.rest_latency)
+        if (wait := self._check_global_limit(call)) is not None:
+            call.status = 429
+            return self._too_many_globally(wait)
         for drop in self._disconnects:
             if drop[2] > 0 and drop[0] == call.method and drop[1].search(path):
                 drop[2] -= 1

@@ -560,8 +560,8 @@ class FakeOllama:
 
     # ---- lifecycle
 
-    async def start(self) -> FakeOllama:
-        """Bind to 127.0.0.1 on a random port."""
+    async def start(self, port: int = 0) -> FakeOllama:
+        """Bind to 127.0.0.1 on a random port (or the one given, to come back where a client expects it)."""
         # Ollama (Gin) sets no request body limit, and a few 10 MB images as base64 are normal; aiohttp's
         # default of 1 MiB would answer 413, which the real server never does.
         app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024 * 1024)
@@ -577,10 +577,30 @@ class FakeOllama:
         app.router.add_post("/api/embed", self._embed)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         self._port = int(self._runner.addresses[0][1])
         return self
+
+    # ---- faults of a whole host (one FakeOllama per host of a pool)
+
+    async def kill(self) -> None:
+        """Die like a crashed or unplugged host: streams break mid-answer, new connections are refused."""
+        await self.close()
+        self.loaded.clear()  # a restarted server starts with nothing in memory
+
+    async def revive(self) -> None:
+        """Come back on the same port after kill(), like a host that was restarted."""
+        if self._runner is not None:
+            return
+        self._closing = False
+        await self.start(self.port)
+
+    def mark_loaded(self, name: str, keep_alive: float = _DEFAULT_KEEP_ALIVE) -> None:
+        """Have the model in memory already, as /api/ps then shows (a request for it pays no load time)."""
+        key = _normalize(name)
+        self._keep_alive[key] = keep_alive
+        self.loaded[key] = time.time() + self._duration(key)
 
     async def close(self) -> None:
         """Stop the server, cancelling any handler still running (stalls, long delays)."""
