@@ -26,9 +26,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -53,6 +55,7 @@ from tests.fakes.fake_discord import FakeDiscord  # noqa: E402
 from tests.fakes.fake_ollama import ChatScript, FakeOllama, RecordedRequest  # noqa: E402
 
 FIRST_CHANNEL = relay.FIRST_CHANNEL
+_RUNS = itertools.count(1)
 NOTE = "\n-# "  # a note under an answer (bot/streaming/notes.py)
 PROMPT_RE = relay.PROMPT_RE
 
@@ -243,7 +246,8 @@ async def run_bot(
     fake = FakeDiscord(token=relay.TOKEN, channels=range(FIRST_CHANNEL, FIRST_CHANNEL + channels))
     outcome = Outcome(label, conversations)
     await fake.start()
-    bot = relay.BotProcess(fake, HostList(host_setting), workdir, f"bot-{label}.log", "")  # type: ignore[arg-type]
+    log_name = f"bot-{next(_RUNS)}-{re.sub(r'[^a-z0-9]+', '-', label)}.log"
+    bot = relay.BotProcess(fake, HostList(host_setting), workdir, log_name, "")  # type: ignore[arg-type]
     follower: asyncio.Task[None] | None = None
     try:
         with bot_from(root), bot_settings(settings or {}):
@@ -491,21 +495,29 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
         + (f"; before/after against {old}" if old else "")
     )
 
-    # 1. Many channels at once.
-    runs = [await scenario_many_channels(args, workdir, label="new", token_delay=relay.TOKEN_DELAY, tokens=args.tokens)]
-    if old is not None:
+    # 1. Many channels at once: as in real use (prompts and answers of different lengths), then all in step.
+    runs = []
+    for label, varied, root in (("new", True, None), ("new, step", False, None), ("before", True, old)):
+        if label == "before" and root is None:
+            continue
         runs.append(
             await scenario_many_channels(
-                args, workdir, label="before", token_delay=relay.TOKEN_DELAY, tokens=args.tokens, root=old
+                args,
+                workdir,
+                label=label,
+                token_delay=relay.TOKEN_DELAY,
+                tokens=args.tokens,
+                varied=varied,
+                root=root,
             )
         )
     print_many_channels(
-        f"1. {args.channels} channels at once, {args.tokens} tokens at 40 tokens/s each, one host serving "
-        f"{args.channels} at once",
+        f"1. {args.channels} channels at once, about {args.tokens} tokens at 40 tokens/s each, one host serving "
+        f"{args.channels} at once ('step': every prompt and answer the same size, all in step)",
         runs,
     )
     many = runs[0]
-    failed = failed or bool(many.crashed) or many.exact < len(many.conversations)
+    failed = failed or any(o.crashed or o.exact < len(o.conversations) for o in runs if o.label.startswith("new"))
 
     # 2. Scale out.
     one, three = await scenario_scale_out(args, workdir)
@@ -547,13 +559,13 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
             )
         cpu_runs.append((label, run.cpu_s / (run.tokens / 1000) if run.tokens else None))
         failed = failed or (label == "new" and (bool(run.crashed) or run.texts_ok < run.conversations))
-    fast = [await scenario_many_channels(args, workdir, label="new", token_delay=1 / 150, tokens=args.fast_tokens)]
-    if old is not None:
-        fast.append(
-            await scenario_many_channels(
-                args, workdir, label="before", token_delay=1 / 150, tokens=args.fast_tokens, root=old
-            )
+    fast = [
+        await scenario_many_channels(
+            args, workdir, label=label, token_delay=1 / 150, tokens=args.fast_tokens, root=root
         )
+        for label, root in (("new", None), ("before", old))
+        if label == "new" or root is not None
+    ]
     print("\n== 4. tokens per core ==")
     for label, per_1k in cpu_runs:
         answers = f"{relay.MAX_CONVERSATIONS} answers at once, 40 tokens/s each"
