@@ -57,8 +57,25 @@ def cmd_run(extra: list[str]) -> None:
 
 
 def cmd_bench(extra: list[str]) -> None:
-    """Run the benchmarks against the fakes: streaming (with any extra arguments), then deep reply chains."""
-    _run(PY, "bench/bench_relay.py", *extra)
+    """Run the benchmarks against the fakes: the streaming relay, the pool and the global budget, deep reply chains.
+
+    --quick and --keep-logs go to both; --compare-with PATH to bench_pool.py; the rest to bench_relay.py.
+    """
+    relay_args: list[str] = []
+    pool_args: list[str] = []
+    args = iter(extra)
+    for arg in args:
+        if arg in ("--quick", "--keep-logs"):
+            relay_args.append(arg)
+            pool_args.append(arg)
+        elif arg.startswith("--compare-with"):
+            pool_args.append(arg)
+            if "=" not in arg:
+                pool_args.append(next(args, ""))
+        else:
+            relay_args.append(arg)
+    _run(PY, "bench/bench_relay.py", *relay_args)
+    _run(PY, "bench/bench_pool.py", *pool_args)
     _run(PY, "bench/bench_history.py", *(["--runs", "1"] if "--quick" in extra else []))
 
 

@@ -1,7 +1,7 @@
 """Pool and global-budget benchmark: many channels at once, several Ollama hosts, a host dying, tokens per core.
 
-    python3 dev.py bench                      # bench_relay.py, then this
-    python bench/bench_pool.py [--quick] [--compare-with /path/to/an/older/checkout]
+    python3 dev.py bench                      # bench_relay.py, then this (about 4 minutes in all)
+    python bench/bench_pool.py [--quick] [--compare-with /path/to/an/older/checkout] [--keep-logs]
 
 The bot runs in its own process (bench/_bot_process.py, as in bench_relay.py) against the fakes in this
 process: a fake Discord enforcing both Discord limits (5 message writes per 5 s per channel, and 50 requests
@@ -26,9 +26,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -53,6 +55,7 @@ from tests.fakes.fake_discord import FakeDiscord  # noqa: E402
 from tests.fakes.fake_ollama import ChatScript, FakeOllama, RecordedRequest  # noqa: E402
 
 FIRST_CHANNEL = relay.FIRST_CHANNEL
+_RUNS = itertools.count(1)
 NOTE = "\n-# "  # a note under an answer (bot/streaming/notes.py)
 PROMPT_RE = relay.PROMPT_RE
 
@@ -243,7 +246,8 @@ async def run_bot(
     fake = FakeDiscord(token=relay.TOKEN, channels=range(FIRST_CHANNEL, FIRST_CHANNEL + channels))
     outcome = Outcome(label, conversations)
     await fake.start()
-    bot = relay.BotProcess(fake, HostList(host_setting), workdir, f"bot-{label}.log", "")  # type: ignore[arg-type]
+    log_name = f"bot-{next(_RUNS)}-{re.sub(r'[^a-z0-9]+', '-', label)}.log"
+    bot = relay.BotProcess(fake, HostList(host_setting), workdir, log_name, "")  # type: ignore[arg-type]
     follower: asyncio.Task[None] | None = None
     try:
         with bot_from(root), bot_settings(settings or {}):
@@ -464,19 +468,19 @@ def judge_killed(outcome: Outcome, kill_at: float, spacing: float) -> dict[str, 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Benchmark ollacord's pool of Ollama hosts and its global budget.")
-    parser.add_argument("--quick", action="store_true", help="smaller scenarios (a smoke run of about 40 s)")
+    parser.add_argument("--quick", action="store_true", help="tiny scenarios: a smoke run of about 20 s")
     parser.add_argument("--compare-with", type=Path, default=None, help="an older checkout to measure too (1 and 4)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the bot's logs (path is printed)")
     args = parser.parse_args(argv)
     quick = args.quick
-    args.channels = 16 if quick else 64
-    args.tokens = 80 if quick else 300
-    args.scale_conversations = 12 if quick else 24
-    args.scale_tokens = 30 if quick else 60
-    args.kill_tokens = 40 if quick else 80
-    args.kill_spacing = 0.25 if quick else 0.4
-    args.kill_at = 2.0 if quick else 5.0
-    args.fast_tokens = 150 if quick else 450
+    args.channels = 8 if quick else 64
+    args.tokens = 40 if quick else 300
+    args.scale_conversations = 6 if quick else 24
+    args.scale_tokens = 20 if quick else 60
+    args.kill_tokens = 30 if quick else 80
+    args.kill_spacing = 0.3 if quick else 0.4
+    args.kill_at = 1.0 if quick else 5.0
+    args.fast_tokens = 60 if quick else 450
     if args.compare_with is not None and not (args.compare_with / "bench" / "_bot_process.py").exists():
         parser.error(f"{args.compare_with} has no bench/_bot_process.py")
     return args
@@ -491,21 +495,29 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
         + (f"; before/after against {old}" if old else "")
     )
 
-    # 1. Many channels at once.
-    runs = [await scenario_many_channels(args, workdir, label="new", token_delay=relay.TOKEN_DELAY, tokens=args.tokens)]
-    if old is not None:
+    # 1. Many channels at once: as in real use (prompts and answers of different lengths), then all in step.
+    runs = []
+    for label, varied, root in (("new", True, None), ("new, step", False, None), ("before", True, old)):
+        if (label == "before" and root is None) or (label == "new, step" and args.quick):
+            continue
         runs.append(
             await scenario_many_channels(
-                args, workdir, label="before", token_delay=relay.TOKEN_DELAY, tokens=args.tokens, root=old
+                args,
+                workdir,
+                label=label,
+                token_delay=relay.TOKEN_DELAY,
+                tokens=args.tokens,
+                varied=varied,
+                root=root,
             )
         )
     print_many_channels(
-        f"1. {args.channels} channels at once, {args.tokens} tokens at 40 tokens/s each, one host serving "
-        f"{args.channels} at once",
+        f"1. {args.channels} channels at once, about {args.tokens} tokens at 40 tokens/s each, one host serving "
+        f"{args.channels} at once ('step': every prompt and answer the same size, all in step)",
         runs,
     )
     many = runs[0]
-    failed = failed or bool(many.crashed) or many.exact < len(many.conversations)
+    failed = failed or any(o.crashed or o.exact < len(o.conversations) for o in runs if o.label.startswith("new"))
 
     # 2. Scale out.
     one, three = await scenario_scale_out(args, workdir)
@@ -547,13 +559,13 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
             )
         cpu_runs.append((label, run.cpu_s / (run.tokens / 1000) if run.tokens else None))
         failed = failed or (label == "new" and (bool(run.crashed) or run.texts_ok < run.conversations))
-    fast = [await scenario_many_channels(args, workdir, label="new", token_delay=1 / 150, tokens=args.fast_tokens)]
-    if old is not None:
-        fast.append(
-            await scenario_many_channels(
-                args, workdir, label="before", token_delay=1 / 150, tokens=args.fast_tokens, root=old
-            )
+    fast = [
+        await scenario_many_channels(
+            args, workdir, label=label, token_delay=1 / 150, tokens=args.fast_tokens, root=root
         )
+        for label, root in (("new", None), ("before", old))
+        if label == "new" or root is not None
+    ]
     print("\n== 4. tokens per core ==")
     for label, per_1k in cpu_runs:
         answers = f"{relay.MAX_CONVERSATIONS} answers at once, 40 tokens/s each"
@@ -565,7 +577,8 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
     )
     failed = failed or bool(fast[0].crashed) or fast[0].exact < len(fast[0].conversations)
 
-    print("\nverdicts (the issue's targets; reported, never asserted):")
+    quick = " (a --quick run is a smoke test: its scenarios are too small for these targets)" if args.quick else ""
+    print(f"\nverdicts (the issue's targets; reported, never asserted){quick}:")
     for line in verdicts(many, speedup, counts, killed, cpu_runs, fast[0]):
         print(f"  {line}")
     return 1 if failed else 0

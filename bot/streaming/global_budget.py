@@ -38,6 +38,7 @@ __all__ = [
     "GlobalBudget",
     "Priority",
     "Slot",
+    "current_prepaid",
     "current_priority",
     "prepaid",
     "request_priority",
@@ -104,6 +105,12 @@ def prepaid(slot: Slot | None) -> Iterator[None]:
         yield
     finally:
         _PREPAID.reset(token)
+
+
+def current_prepaid() -> Slot | None:
+    """The slot taken for the next request made from here (see :func:`prepaid`), if it is still unused."""
+    slot = _PREPAID.get()
+    return None if slot is None or slot.used else slot
 
 
 def take_prepaid() -> Slot | None:

@@ -21,7 +21,7 @@ from bot.clock import Clock
 from bot.ollama.client import ChatChunk
 from bot.ollama.errors import OllamaError, OllamaIncompleteStream
 from bot.streaming import notes
-from bot.streaming.global_budget import Priority, Slot, prepaid, request_priority
+from bot.streaming.global_budget import Priority, Slot, current_prepaid, prepaid, request_priority
 from bot.streaming.pacing import ChannelWriteBudget, next_edit_at
 from bot.streaming.splitter import MESSAGE_LIMIT, split_reply
 from bot.streaming.thinking import Filtered, ThinkTagFilter
@@ -541,21 +541,14 @@ class _Relay:
         """Create or edit message `index` so it shows `content` (skipped if it already does)."""
         if index < len(self.shown) and self.shown[index] == (content, controls):
             return
-        while (delay := self.budget.delay(self.sink.channel_key, self.clock.now())) > 0:
-            await self.clock.sleep(delay)
-        self.budget.record(self.sink.channel_key, self.clock.now())
-        with request_priority(self._priority(final)):
-            if index >= len(self.handles):
-                after = self.handles[index - 1] if index else None
-                handle = await self.sink.send(content, after=after, controls=controls)
-                self.handles.append(handle)
-                self.shown.append((content, controls))
-                if index == 0:
-                    await self._stop_waiting()
-            else:
-                await self.sink.edit(self.handles[index], content, controls=controls)
-                self.shown[index] = (content, controls)
-                self.result.edits += 1
+        priority = self._priority(final)
+        slot = await self._write_slots(priority)
+        try:
+            with request_priority(priority), prepaid(slot):
+                await self._send_or_edit(index, content, controls)
+        finally:
+            if slot is not None:
+                slot.refund()  # only if the sink's route was not budgeted (an interaction's); else it counts
         now = self.clock.now()
         self.last_edit_at = now
         self.result.update_times.append(now)
@@ -565,6 +558,43 @@ class _Relay:
             if self.budget.shared is not None and not final:
                 self.budget.shared.stream_started()
                 self.counted_as_stream = True
+
+    async def _write_slots(self, priority: Priority) -> Slot | None:
+        """Wait until both the channel's budget and Discord's global one let one write through.
+
+        The global slot is in hand before the channel write is counted: a write counted in the channel and
+        then held back by the global budget would reach Discord later than the channel budget assumed,
+        which is how a burst of global waits turns into the per-channel 429s the channel budget exists to
+        prevent.
+        """
+        channel = self.sink.channel_key
+        shared = self.budget.shared
+        slot = current_prepaid()  # taken in _stream for a streaming edit
+        while True:
+            while (delay := self.budget.delay(channel, self.clock.now())) > 0:
+                await self.clock.sleep(delay)
+            if shared is None or slot is not None:
+                break
+            slot = await shared.acquire(priority)
+            if self.budget.delay(channel, self.clock.now()) <= 0:
+                break
+            slot.refund()  # another reply in this channel wrote meanwhile: its budget first, again
+            slot = None
+        self.budget.record(channel, self.clock.now())
+        return slot
+
+    async def _send_or_edit(self, index: int, content: str, controls: Controls) -> None:
+        if index >= len(self.handles):
+            after = self.handles[index - 1] if index else None
+            handle = await self.sink.send(content, after=after, controls=controls)
+            self.handles.append(handle)
+            self.shown.append((content, controls))
+            if index == 0:
+                await self._stop_waiting()
+        else:
+            await self.sink.edit(self.handles[index], content, controls=controls)
+            self.shown[index] = (content, controls)
+            self.result.edits += 1
 
     def _first_text_shown(self) -> None:
         if self.first_text_due and self.budget.shared is not None:
