@@ -4,10 +4,11 @@
 unmodified discord.py client can log in, receive dispatches and call REST endpoints. It records every REST
 call, stores every message (with its content history), enforces the Discord limits a bot is likely to hit
 (2000-character content, empty messages, 25 autocomplete choices, per-channel create/edit rate limit,
-the global limit of 50 requests per second per bot token, double acknowledgement) and lets a test inject user
-messages, slash commands, autocomplete and button clicks. It also models threads (started by the bot or by a
-user, with THREAD_CREATE), DMs and attachments on user messages, served over HTTP from the same port so that
-``Attachment.read()`` works. See /work/shared/notes/discord-protocol.md for the protocol details this mirrors.
+double acknowledgement) and lets a test inject user messages, slash commands, autocomplete and button
+clicks. It also models threads (started by the bot or by a user, with THREAD_CREATE), DMs and attachments on user
+messages, served over HTTP from the same port so that ``Attachment.read()`` works. See
+/work/shared/notes/discord-protocol.md for the protocol details this mirrors.
+It also enforces Discord's global limit of 50 requests per second per bot token (interaction routes exempt).
 """
 
 from __future__ import annotations
