@@ -321,17 +321,19 @@ def invite_url(application_id: int) -> str:
 
 async def _report_ollama(services: Services) -> None:
     """Log whether each Ollama host answers; the bot stays up either way and explains failures in replies."""
-    for host in services.ollama.hosts:
-        try:
-            version = await host.client.version()
-        except OllamaError as exc:
+    hosts = services.ollama.hosts
+    versions = await asyncio.gather(*(host.client.version() for host in hosts), return_exceptions=True)
+    for host, version in zip(hosts, versions, strict=True):
+        if isinstance(version, OllamaError):
             log.warning(
                 "Ollama is not reachable at %s yet (%s); replies will explain until it is",
                 host.url,
-                type(exc).__name__,
+                type(version).__name__,
             )
-            continue
-        log.info("Ollama %s at %s (%d at once)", version, host.url, host.capacity)
+        elif isinstance(version, BaseException):
+            raise version
+        else:
+            log.info("Ollama %s at %s (%d at once)", version, host.url, host.capacity)
     log.info("default model %s", services.settings.ollama_model)
 
 

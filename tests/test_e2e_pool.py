@@ -403,3 +403,59 @@ async def _command_answer(harness: Harness, name: str, options: dict[str, Any] |
     assert message is not None
     content: str = message["content"]
     return content
+
+
+async def test_delete_from_every_host_that_has_the_model(harness: Harness, hosts: Hosts) -> None:
+    a = await hosts.add(LLAMA, GEMMA)
+    b = await hosts.add(LLAMA)
+    await start(harness, hosts.setting(a, b))
+    label_a, label_b = (h.url.removeprefix("http://") for h in (a, b))
+
+    token = await harness.discord.send_slash_command("delete", {"name": "gemma3:4b"})
+    await harness.discord.wait_for(lambda: bool((harness.discord.original_message(token) or {}).get("components")))
+    original = harness.discord.original_message(token)
+    assert original is not None
+    assert original["content"].startswith("Delete `gemma3:4b` from every Ollama host that has it (2 hosts)?")
+    buttons = {c["label"]: c["custom_id"] for row in original["components"] for c in row["components"]}
+    await harness.discord.click_button(int(original["id"]), buttons["Delete"])
+    await harness.discord.wait_for(lambda: not (harness.discord.original_message(token) or {}).get("components"))
+
+    text = (harness.discord.original_message(token) or {})["content"]
+    assert text == f"🗑️ Deleted `gemma3:4b` from `{label_a}`.\n`gemma3:4b` was not installed on `{label_b}`."
+    assert "gemma3:4b" not in a.models and "llama3.2:latest" in a.models
+
+
+async def test_check_reports_every_host(harness: Harness, hosts: Hosts) -> None:
+    import io
+
+    from bot.__main__ import run_check
+
+    a = await hosts.add(LLAMA)
+    b = await hosts.add(QWEN)
+    c = await hosts.add(LLAMA)
+    await c.kill()
+    out = io.StringIO()
+    assert await run_check(harness.settings(OLLAMA_HOST=f"{a.url}*4, {b.url}, {c.url}"), out) == 1
+    report = out.getvalue()
+    assert f"✅ Ollama 0.32.15 answers at {a.url} (4 at once; has llama3.2:latest)" in report
+    assert f"✅ Ollama 0.32.15 answers at {b.url} (1 at once; does not have llama3.2)" in report
+    assert f"❌ Can't reach Ollama at {c.url}" in report
+    assert "✅ default model llama3.2:latest is installed on 1 of 3 hosts" in report
+
+
+async def test_metrics_are_labelled_by_host(harness: Harness, hosts: Hosts) -> None:
+    a = await hosts.add(LLAMA, answer="From A.")
+    b = await hosts.add(LLAMA)
+    b.default_script = ChatScript(status=500, error="unable to load full model on GPU")
+    running = await start(harness, f"{a.url}*3, {b.url}*2")
+    pool_of(running).hosts[1].loaded.add("llama3.2:latest")  # B looks best, so it is tried first and fails over
+
+    assert await ask(harness, "count me") == ["From A."]
+    text = running.services.metrics.render()
+    assert f'ollacord_ollama_host_requests_total{{host="{a.url}"}} 1.0' in text
+    assert f'ollacord_ollama_host_requests_total{{host="{b.url}"}} 1.0' in text
+    assert f'ollacord_ollama_host_errors_total{{host="{b.url}",kind="http"}} 1.0' in text
+    assert f'ollacord_ollama_host_capacity{{host="{a.url}"}} 3.0' in text
+    assert f'ollacord_ollama_host_up{{host="{a.url}"}} 1.0' in text
+    assert f'ollacord_ollama_host_active{{host="{a.url}"}} 0.0' in text
+    assert f'ollacord_ollama_host_queue{{host="{b.url}"}} 0.0' in text

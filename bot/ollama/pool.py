@@ -164,10 +164,6 @@ class OllamaPool:
         """Requests waiting for a host."""
         return self.queue.waiting
 
-    def host(self, url: str) -> PoolHost | None:
-        """The pool's host with this base URL."""
-        return next((h for h in self.hosts if h.url == url), None)
-
     def snapshots(self) -> list[HostSnapshot]:
         """What the pool knows about every host right now."""
         return [h.snapshot(self.queue.waiting_for(h)) for h in self.hosts]

@@ -8,6 +8,7 @@ double acknowledgement) and lets a test inject user messages, slash commands, au
 clicks. It also models threads (started by the bot or by a user, with THREAD_CREATE), DMs and attachments on user
 messages, served over HTTP from the same port so that ``Attachment.read()`` works. See
 /work/shared/notes/discord-protocol.md for the protocol details this mirrors.
+It also enforces Discord's global limit of 50 requests per second per bot token (interaction routes exempt).
 """
 
 from __future__ import annotations

@@ -13,6 +13,11 @@ the prompt is silently cut to `num_ctx` (200 OK, with a `prompt_eval_count` that
 kept), `num_predict` ends an answer with `done_reason: "length"`, and an older `version` answers
 like that release did (no `capabilities` in /api/show before 0.6.4, `projector_info` for
 llava-style models, a 2048-token default context before 0.6.7, no `think` before 0.9.0).
+
+Several instances make a pool of hosts, each with its own models, loaded set (`mark_loaded`),
+capacity (`parallel`: streams per model at once, the rest queued, like OLLAMA_NUM_PARALLEL) and
+faults: scripted 5xx/503/404 and stalls, `kill()` (streams break mid-answer, connections are
+refused) and `revive()` (back on the same port, nothing loaded).
 """
 
 from __future__ import annotations
