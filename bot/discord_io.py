@@ -9,10 +9,13 @@ from typing import Any, TypeVar
 
 import discord
 
+from bot.attachments import AttachmentLimits, AttachmentPlan, AttachmentRecord, plan_attachments
 from bot.clock import Clock
 from bot.cogs.reply_buttons import controls_view
 from bot.conversation import ChatRecord, clean_prompt
 from bot.discord_errors import NETWORK_ERRORS, NoChannelAccess, TokenRejected, attempt_write, describe_discord_error
+from bot.ollama.catalog import ModelCatalog
+from bot.ollama.errors import OllamaError
 from bot.streaming import notes
 from bot.streaming.relay import Controls, ReplyGone, ReplyRefused
 
@@ -40,6 +43,42 @@ def to_record(message: discord.Message, *, bot_id: int) -> ChatRecord:
         content=content,
         from_bot=from_bot,
     )
+
+
+def message_id(handle: object) -> int | None:
+    """The id of a message a reply sink posted (channel, interaction and webhook messages alike)."""
+    return handle.id if isinstance(handle, discord.Message) else None
+
+
+async def plan_message_attachments(
+    message: discord.Message, model: str, *, catalog: ModelCatalog, limits: AttachmentLimits
+) -> tuple[AttachmentPlan | None, list[str]]:
+    """Which attachments of `message` to send to `model` (None: none), and notes for the rest.
+
+    Nothing is downloaded here: that waits until the request has passed the rate limit and the queue.
+    """
+    if not message.attachments:
+        return None, []
+    files = [
+        AttachmentRecord(filename=a.filename, size=a.size, content_type=a.content_type, ref=a)
+        for a in message.attachments
+    ]
+    try:
+        vision = "vision" in await catalog.capabilities(model)
+    except OllamaError:
+        vision = False  # the request itself will explain what is wrong with the model
+    plan = plan_attachments(files, model=model, vision=vision, limits=limits)
+    return (plan if plan.images or plan.texts else None), [notes.note(n) for n in plan.notes]
+
+
+async def download_attachment(file: AttachmentRecord) -> bytes | None:
+    """The bytes of a planned attachment from Discord's CDN; None if Discord would not give them."""
+    attachment = file.ref
+    assert isinstance(attachment, discord.Attachment)
+    try:
+        return await attachment.read()
+    except discord.HTTPException:
+        return None
 
 
 class _Typing:

@@ -13,16 +13,23 @@ from discord.ext import commands
 
 from bot.answers.records import AnswerKind, AnswerRecord, AskPrompt
 from bot.answers.request import AnswerRequest
-from bot.attachments import AttachmentPlan, AttachmentRecord, plan_attachments
+from bot.attachments import AttachmentPlan
 from bot.channel_settings.effective import effective_settings
 from bot.channel_settings.resolve import EffectiveSettings
 from bot.channel_settings.store import StoreError
 from bot.cogs.rebuilders import Rebuilder
 from bot.conversation import ChatRecord
 from bot.discord_history import ThreadStarters, read_reply_chain
-from bot.discord_io import NO_PINGS, ChannelReplySink, InteractionReplySink, to_record
+from bot.discord_io import (
+    NO_PINGS,
+    ChannelReplySink,
+    InteractionReplySink,
+    download_attachment,
+    message_id,
+    plan_message_attachments,
+    to_record,
+)
 from bot.knowledge.records import KnowledgePlace
-from bot.ollama.errors import OllamaError
 from bot.places import (
     ChannelResolver,
     Place,
@@ -261,7 +268,7 @@ class ChatCog(commands.Cog):
             channel_id=message.channel.id,
             notes=tuple(attachment_notes),
             attachments=plan,
-            download=self._download,
+            download=download_attachment,
         )
 
     async def _reply_chain(self, message: discord.Message, my_id: int, limit: int) -> tuple[list[ChatRecord], bool]:
@@ -286,23 +293,10 @@ class ChatCog(commands.Cog):
         return records, len(earlier) == limit and not _is_welcome(earlier[-1], my_id)
 
     async def _with_attachments(self, message: discord.Message, model: str) -> tuple[AttachmentPlan | None, list[str]]:
-        """Which attachments of the prompt message to use (None: none), and notes for the rest.
-
-        Nothing is downloaded here: that waits until the request has passed the rate limit and the queue.
-        """
-        if not message.attachments:
-            return None, []
-        files = [
-            AttachmentRecord(filename=a.filename, size=a.size, content_type=a.content_type, ref=a)
-            for a in message.attachments
-        ]
-        try:
-            vision = "vision" in await self.services.catalog.capabilities(model)
-        except OllamaError:
-            vision = False  # the request itself will explain what is wrong with the model
-        plan = plan_attachments(files, model=model, vision=vision, limits=self.answering.attachment_limits)
-        found_notes = [notes.note(n) for n in plan.notes]
-        return (plan if plan.images or plan.texts else None), found_notes
+        """Which attachments of the prompt message to use (None: none), and notes for the rest."""
+        return await plan_message_attachments(
+            message, model, catalog=self.services.catalog, limits=self.answering.attachment_limits
+        )
 
     async def _knowledge_place(self, request: AnswerRequest) -> KnowledgePlace | None:
         """Where the question was asked, for team knowledge: its server, channel and (in a thread) parent."""
@@ -311,16 +305,6 @@ class ChatCog(commands.Cog):
         channel = await self.places.resolve(request.channel_id)
         parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
         return KnowledgePlace(guild_id=request.guild_id, channel_id=request.channel_id, parent_id=parent_id)
-
-    @staticmethod
-    async def _download(file: AttachmentRecord) -> bytes | None:
-        """The bytes of a planned attachment from Discord's CDN; None if Discord would not give them."""
-        attachment = file.ref
-        assert isinstance(attachment, discord.Attachment)
-        try:
-            return await attachment.read()
-        except discord.HTTPException:
-            return None
 
     # ---- slash commands
 
@@ -621,7 +605,7 @@ class ChatCog(commands.Cog):
             return
         request = replace(request, place=await self._knowledge_place(request))
         await self.answering.answer(
-            request, sink, message_id=_message_id, reuse=reuse or (), status=status, previous=previous
+            request, sink, message_id=message_id, reuse=reuse or (), status=status, previous=previous
         )
 
 
@@ -655,11 +639,6 @@ def _without_history(request: AnswerRequest, access: ReplyAccess) -> AnswerReque
 def _is_welcome(message: discord.Message, my_id: int) -> bool:
     """The bot's opening message of a /chat thread: an invitation, not a turn of the conversation."""
     return message.author.id == my_id and message.content == THREAD_WELCOME
-
-
-def _message_id(handle: object) -> int | None:
-    """The id of a message a reply sink posted (channel, interaction and webhook messages alike)."""
-    return handle.id if isinstance(handle, discord.Message) else None
 
 
 def _slow_down(retry: float) -> str:

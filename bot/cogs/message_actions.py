@@ -17,16 +17,14 @@ from discord.ext import commands
 
 from bot.answers.records import AnswerKind, AnswerRecord, AskPrompt
 from bot.answers.request import AnswerRequest
-from bot.attachments import AttachmentPlan, AttachmentRecord, plan_attachments
+from bot.attachments import AttachmentPlan
 from bot.channel_settings.effective import effective_settings
 from bot.cogs.rebuilders import Rebuilt
 from bot.conversation import ChatRecord
-from bot.discord_io import ChannelReplySink
+from bot.discord_io import ChannelReplySink, download_attachment, message_id, plan_message_attachments
 from bot.knowledge.records import KnowledgePlace
 from bot.message_actions import QUESTION_MAX_CHARS, Action, ActionSpec, action_header, action_prompt
-from bot.ollama.errors import OllamaError
 from bot.places import ChannelResolver, bold_list, reply_access
-from bot.streaming import notes
 
 if TYPE_CHECKING:
     from bot.app import OllacordBot
@@ -148,7 +146,7 @@ class MessageActions(commands.Cog):
                     return
                 # The answer shows in the channel; the private "thinking…" has done its job.
                 await interaction.delete_original_response()
-            await self.answering.answer(request, sink, message_id=_message_id)
+            await self.answering.answer(request, sink, message_id=message_id)
         finally:
             self._busy -= 1
 
@@ -236,7 +234,7 @@ class MessageActions(commands.Cog):
             notes=tuple(attachment_notes),
             ask=AskPrompt(author_id=asker_id, author_name=asker_name, text=spec.to_text()),
             attachments=plan,
-            download=_download,
+            download=download_attachment,
             kind=AnswerKind.ACTION,
             header=action_header(spec, asker=asker_name),
             # Team knowledge applies as to any question asked in this channel (a thread draws on its parent's too).
@@ -250,30 +248,6 @@ class MessageActions(commands.Cog):
 
     async def _attachments(self, message: discord.Message, model: str) -> tuple[AttachmentPlan | None, list[str]]:
         """The selected message's attachments to send (downloaded only in the request's turn), and notes."""
-        if not message.attachments:
-            return None, []
-        files = [
-            AttachmentRecord(filename=a.filename, size=a.size, content_type=a.content_type, ref=a)
-            for a in message.attachments
-        ]
-        try:
-            vision = "vision" in await self.services.catalog.capabilities(model)
-        except OllamaError:
-            vision = False  # the request itself will explain what is wrong with the model
-        plan = plan_attachments(files, model=model, vision=vision, limits=self.answering.attachment_limits)
-        return (plan if plan.images or plan.texts else None), [notes.note(n) for n in plan.notes]
-
-
-async def _download(file: AttachmentRecord) -> bytes | None:
-    """The bytes of a planned attachment from Discord's CDN; None if Discord would not give them."""
-    attachment = file.ref
-    assert isinstance(attachment, discord.Attachment)
-    try:
-        return await attachment.read()
-    except discord.HTTPException:
-        return None
-
-
-def _message_id(handle: object) -> int | None:
-    """The id of a message a reply sink posted."""
-    return handle.id if isinstance(handle, discord.Message) else None
+        return await plan_message_attachments(
+            message, model, catalog=self.services.catalog, limits=self.answering.attachment_limits
+        )

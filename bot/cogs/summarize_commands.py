@@ -18,7 +18,7 @@ from bot.answers.records import AnswerKind, AnswerRecord, AskPrompt
 from bot.answers.request import AnswerRequest
 from bot.channel_settings.effective import effective_settings
 from bot.cogs.rebuilders import Rebuilt
-from bot.discord_io import NO_PINGS, ChannelReplySink, InteractionReplySink
+from bot.discord_io import NO_PINGS, ChannelReplySink, InteractionReplySink, message_id
 from bot.places import ChannelResolver, ChatChannel, bold_list, missing_permissions
 from bot.streaming.relay import MessageSink
 from bot.summaries.engine import SummaryJob
@@ -153,7 +153,7 @@ class SummaryCommands(commands.Cog):
                 ephemeral=span.private,
             )
             request = await self._request(interaction, span, key=interaction.id)
-            if request is not None and await self.answering.answer(request, sink, message_id=_message_id) is None:
+            if request is not None and await self.answering.answer(request, sink, message_id=message_id) is None:
                 await self._tell(interaction, RESTARTING)  # the bot began shutting down while the span was read
         finally:
             self._busy -= 1
@@ -318,8 +318,3 @@ def _answers(message: discord.Message, interaction_id: int) -> bool:
     """Whether `message` is the response to the interaction `interaction_id`."""
     metadata = message.interaction_metadata
     return metadata is not None and metadata.id == interaction_id
-
-
-def _message_id(handle: object) -> int | None:
-    """The id of a message a reply sink posted."""
-    return handle.id if isinstance(handle, discord.Message) else None

@@ -53,6 +53,9 @@ class UsageCommands(commands.Cog):
         """Stop the pruning with the bot."""
         if self._upkeep is not None:
             self._upkeep.cancel()
+            # Let it unwind before the store closes under it (a half-done database job would fail then).
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._upkeep
 
     async def _prune_daily(self) -> None:
         while True:
