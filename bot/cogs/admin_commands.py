@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.cogs.access import is_bot_admin
 from bot.cogs.admin_hosts import (
     STATUS_UNREACHABLE_FOR_MEMBERS,
     host_label,
@@ -106,13 +107,7 @@ class AdminCommands(commands.Cog):
         self.started_at = time.monotonic()
 
     def _is_admin(self, interaction: discord.Interaction[Any]) -> bool:
-        settings = self.services.settings
-        user = interaction.user
-        if user.id in settings.admin_user_ids:
-            return True
-        if any(role.id in settings.admin_role_ids for role in getattr(user, "roles", [])):
-            return True
-        return interaction.guild_id is not None and interaction.permissions.administrator
+        return is_bot_admin(interaction, self.services.settings)
 
     async def _refuse_dm(self, interaction: discord.Interaction[Any]) -> bool:
         """In a DM, commands follow ALLOW_DMS like conversations do; True if this one was refused."""

@@ -6,7 +6,6 @@ Runs once the bot is ready, in the background, so it never delays answering new 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -16,6 +15,7 @@ from discord.ext import commands
 
 from bot.answers.records import AnswerRecord
 from bot.cogs.reply_buttons import RegenerateButton
+from bot.cogs.upkeep import Upkeep
 from bot.discord_io import NO_PINGS
 from bot.streaming import notes
 from bot.streaming.relay import STREAMING_MARKER
@@ -37,21 +37,16 @@ class AnswerRecords(commands.Cog):
     def __init__(self, bot: OllacordBot, services: Services) -> None:
         self.bot = bot
         self.services = services
-        self._upkeep: asyncio.Task[None] | None = None
+        self._upkeep = Upkeep("answer-records-upkeep", self._keep_up)
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:
-        """Start the upkeep once (on_ready comes again after a reconnect with a new session)."""
-        if self._upkeep is None:
-            self._upkeep = asyncio.create_task(self._keep_up(), name="answer-records-upkeep")
+        """Start the upkeep (once)."""
+        self._upkeep.start()
 
     async def cog_unload(self) -> None:
         """Stop the upkeep with the bot."""
-        if self._upkeep is not None:
-            self._upkeep.cancel()
-            # Let it unwind before the store closes under it (a half-done database job would fail then).
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._upkeep
+        await self._upkeep.stop()
 
     async def _keep_up(self) -> None:
         book = self.services.answers

@@ -17,6 +17,7 @@ from bot.attachments import AttachmentPlan
 from bot.channel_settings.effective import effective_settings
 from bot.channel_settings.resolve import EffectiveSettings
 from bot.channel_settings.store import StoreError
+from bot.cogs.access import listed_admin
 from bot.cogs.rebuilders import Rebuilder
 from bot.conversation import ChatRecord
 from bot.discord_history import ThreadStarters, read_reply_chain
@@ -571,11 +572,7 @@ class ChatCog(commands.Cog):
         return parts
 
     def _may_control(self, interaction: discord.Interaction[Any], requester_id: int) -> bool:
-        user = interaction.user
-        settings = self.services.settings
-        if user.id == requester_id or user.id in settings.admin_user_ids:
-            return True
-        if any(role.id in settings.admin_role_ids for role in getattr(user, "roles", [])):
+        if interaction.user.id == requester_id or listed_admin(interaction, self.services.settings):
             return True
         return interaction.guild_id is not None and interaction.permissions.manage_channels
 

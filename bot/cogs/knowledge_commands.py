@@ -19,6 +19,7 @@ from discord.ext import commands
 
 from bot.attachments import display_name
 from bot.channel_settings.store import Scope
+from bot.cogs.access import listed_admin
 from bot.cogs.knowledge_view import (
     ADDED,
     AMBIGUOUS_DOCUMENT,
@@ -118,11 +119,7 @@ class KnowledgeCommands(commands.GroupCog, group_name="knowledge", group_descrip
 
     def _refusal(self, interaction: discord.Interaction[Any], server: bool) -> str | None:
         """Why this user may not change that knowledge here (None: they may), as for settings."""
-        settings = self.services.settings
-        user = interaction.user
-        if user.id in settings.admin_user_ids:
-            return None
-        if any(role.id in settings.admin_role_ids for role in getattr(user, "roles", [])):
+        if listed_admin(interaction, self.services.settings):
             return None
         permissions = interaction.permissions
         if server:

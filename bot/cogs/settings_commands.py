@@ -14,6 +14,7 @@ from bot.channel_settings.effective import effective_settings
 from bot.channel_settings.keys import SETTING_KEYS, InvalidSetting, describe_key, format_setting, parse_setting
 from bot.channel_settings.resolve import EffectiveSettings
 from bot.channel_settings.store import Scope, ScopeKind, StoreError
+from bot.cogs.access import listed_admin
 from bot.ollama.catalog import closest_models, describe_model, find_model
 from bot.ollama.errors import OllamaError
 from bot.ollama.think_gate import THINKING
@@ -62,12 +63,7 @@ class SettingsCommands(commands.Cog):
 
     def _refusal(self, interaction: discord.Interaction[Any], scope: ScopeChoice) -> str | None:
         """Why this user may not change `scope` settings here, or None if they may."""
-        settings = self.services.settings
-        user = interaction.user
-        if user.id in settings.admin_user_ids:
-            return None
-        roles = getattr(user, "roles", [])
-        if any(role.id in settings.admin_role_ids for role in roles):
+        if listed_admin(interaction, self.services.settings):
             return None
         permissions = interaction.permissions
         if scope == "server":

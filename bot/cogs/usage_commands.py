@@ -15,6 +15,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.cogs.access import is_bot_admin
+from bot.cogs.upkeep import Upkeep
 from bot.usage.ledger import Period, UsageReport
 from bot.usage.report import MAX_ROWS, render_usage
 from bot.usage.store import Dimension
@@ -41,21 +43,16 @@ class UsageCommands(commands.Cog):
     def __init__(self, bot: OllacordBot, services: Services) -> None:
         self.bot = bot
         self.services = services
-        self._upkeep: asyncio.Task[None] | None = None
+        self._upkeep = Upkeep("usage-upkeep", self._prune_daily)
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:
-        """Start the daily pruning once (on_ready comes again after a reconnect with a new session)."""
-        if self._upkeep is None:
-            self._upkeep = asyncio.create_task(self._prune_daily(), name="usage-upkeep")
+        """Start the daily pruning (once)."""
+        self._upkeep.start()
 
     async def cog_unload(self) -> None:
         """Stop the pruning with the bot."""
-        if self._upkeep is not None:
-            self._upkeep.cancel()
-            # Let it unwind before the store closes under it (a half-done database job would fail then).
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._upkeep
+        await self._upkeep.stop()
 
     async def _prune_daily(self) -> None:
         while True:
@@ -63,13 +60,7 @@ class UsageCommands(commands.Cog):
             await asyncio.sleep(PRUNE_EVERY)
 
     def _is_admin(self, interaction: discord.Interaction[Any]) -> bool:
-        settings = self.services.settings
-        user = interaction.user
-        if user.id in settings.admin_user_ids:
-            return True
-        if any(role.id in settings.admin_role_ids for role in getattr(user, "roles", [])):
-            return True
-        return interaction.guild_id is not None and interaction.permissions.administrator
+        return is_bot_admin(interaction, self.services.settings)
 
     @app_commands.command(name="usage", description="Tokens, answers and time used with the bot in this server")
     @app_commands.describe(
