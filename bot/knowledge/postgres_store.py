@@ -19,7 +19,14 @@ from bot.channel_settings.postgres_store import PostgresSettingsStore
 from bot.channel_settings.store import Scope
 from bot.knowledge.index import VectorRows
 from bot.knowledge.records import ChunkRecord, DocumentRecord, PinSource
-from bot.knowledge.sqlite_store import _DOCUMENT_COLUMNS, _SOURCE_COLUMNS, _document, _document_row, _source, _time
+from bot.knowledge.sqlite_store import (
+    _DOCUMENT_COLUMNS,
+    _SOURCE_COLUMNS,
+    _document,
+    _document_row,
+    _source,
+    _source_row,
+)
 from bot.knowledge.store import VectorRowsBuilder
 from bot.storage.postgres import Connection
 
@@ -162,16 +169,7 @@ class PostgresKnowledgeStore:
 
     async def save_knowledge_pin_source(self, source: PinSource) -> None:
         """Track a channel's pins in a scope."""
-        target = source.target
-        row = (
-            target.scope.kind.value,
-            target.scope.id,
-            source.channel_id,
-            target.guild_id,
-            target.parent_id,
-            _time(source.added_at),
-            source.added_by,
-        )
+        row = _source_row(source)
 
         async def save(conn: Connection) -> None:
             await conn.execute(_UPSERT_SOURCE, *row)

@@ -157,16 +157,7 @@ class SqliteKnowledgeStore:
 
     async def save_knowledge_pin_source(self, source: PinSource) -> None:
         """Track a channel's pins in a scope."""
-        target = source.target
-        row = (
-            target.scope.kind.value,
-            target.scope.id,
-            source.channel_id,
-            target.guild_id,
-            target.parent_id,
-            _time(source.added_at),
-            source.added_by,
-        )
+        row = _source_row(source)
 
         def save(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -256,6 +247,19 @@ def _document(row: Sequence[Any]) -> DocumentRecord:
         link=values["link"],
         pin_channel_id=values["pin_channel_id"],
         pin_message_id=values["pin_message_id"],
+    )
+
+
+def _source_row(source: PinSource) -> tuple[Any, ...]:
+    target = source.target
+    return (
+        target.scope.kind.value,
+        target.scope.id,
+        source.channel_id,
+        target.guild_id,
+        target.parent_id,
+        _time(source.added_at),
+        source.added_by,
     )
 
 
