@@ -16,8 +16,8 @@ from typing import TypeVar
 
 import asyncpg
 
-from bot.channel_settings.keys import InvalidSetting, SettingValue, check_key, validate_setting
-from bot.channel_settings.store import Migration, Scope, ScopeKind, StoreError
+from bot.channel_settings.keys import SettingValue, check_key, validate_setting
+from bot.channel_settings.store import Migration, Scope, ScopeKind, StoreError, decode_stored_setting
 from bot.storage.postgres import Connection, PostgresDatabase, ServerInfo
 
 __all__ = ["PostgresSettingsStore"]
@@ -142,19 +142,4 @@ class PostgresSettingsStore:
         await self.database.close()
 
     def _decode(self, scope: Scope, key: str, raw: str) -> SettingValue | None:
-        try:
-            return validate_setting(key, json.loads(raw))
-        except (InvalidSetting, ValueError, TypeError) as exc:
-            marker = (scope.kind.value, scope.id, key, raw)
-            if marker not in self._warned:
-                self._warned.add(marker)
-                log.warning(
-                    "settings database %s: ignoring stored %s for %s %d (%r): %s",
-                    self.shown,
-                    key,
-                    scope.kind.value,
-                    scope.id,
-                    str(raw)[:80],
-                    exc,
-                )
-            return None
+        return decode_stored_setting(scope, key, raw, where=self.shown, warned=self._warned)

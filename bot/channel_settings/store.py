@@ -243,6 +243,31 @@ class SettingsStore(Protocol):
         ...
 
 
+def decode_stored_setting(
+    scope: Scope, key: str, raw: str, *, where: object, warned: set[tuple[str, int, str, str]]
+) -> SettingValue | None:
+    """A stored value as the setting it is, or None (warned once) when it no longer validates.
+
+    A value written by a newer or older release may not pass today's checks; it is skipped, not fatal.
+    """
+    try:
+        return validate_setting(key, json.loads(raw))
+    except (InvalidSetting, ValueError, TypeError) as exc:
+        marker = (scope.kind.value, scope.id, key, raw)
+        if marker not in warned:
+            warned.add(marker)
+            log.warning(
+                "settings database %s: ignoring stored %s for %s %d (%r): %s",
+                where,
+                key,
+                scope.kind.value,
+                scope.id,
+                str(raw)[:80],
+                exc,
+            )
+        return None
+
+
 class StoreError(Exception):
     """The settings storage cannot be used; str() says which file, what is wrong and what to do."""
 
@@ -576,22 +601,7 @@ class _SqliteFile:
         return result
 
     def _decode(self, scope: Scope, key: str, raw: str) -> SettingValue | None:
-        try:
-            return validate_setting(key, json.loads(raw))
-        except (InvalidSetting, ValueError, TypeError) as exc:
-            marker = (scope.kind.value, scope.id, key, raw)
-            if marker not in self._warned:
-                self._warned.add(marker)
-                log.warning(
-                    "settings database %s: ignoring stored %s for %s %d (%r): %s",
-                    self.path,
-                    key,
-                    scope.kind.value,
-                    scope.id,
-                    str(raw)[:80],
-                    exc,
-                )
-            return None
+        return decode_stored_setting(scope, key, raw, where=self.path, warned=self._warned)
 
     def write(self, scope: Scope, values: Mapping[str, SettingValue], updated_by: int | None) -> None:
         conn = self._connection()
