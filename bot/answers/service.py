@@ -298,7 +298,8 @@ class AnswerService:
                 # first token (bot/ollama/pool.py).
                 async with contextlib.aclosing(lease.stream(open_on, on_retry=on_retry)) as stream:
                     async for chunk in stream:
-                        if lease.url is not None:
+                        # The host is fixed once the first chunk came (failover happens only before it).
+                        if request.key not in self._answered_by and lease.url is not None:
                             self._answered_by[request.key] = lease.url
                         if chunk.done and chunk.prompt_eval_count:
                             self.prompts.observe(prepared, effective.model, request.channel_id, chunk.prompt_eval_count)
